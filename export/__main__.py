@@ -1,0 +1,108 @@
+"""python -m export CHECKPOINT: export -> parity check -> int8 quantization + gate -> model card.
+
+Writes into --out-dir: model.onnx (fp32), model.int8.onnx and model-card.json, each carrying the card. Nothing in
+--out-dir is replaced unless every step passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from export import card, checkpoint, metadata, onnx_export, quantize, verify
+from export.errors import ExportError
+from train.paths import PROJECT_ROOT
+
+FP32, INT8, CARD = "model.onnx", "model.int8.onnx", "model-card.json"
+
+
+def training_metrics(ckpt_path: Path) -> dict:
+    """metrics.json written by `python -m train` beside the checkpoint (test results and the resolved config)."""
+    path = ckpt_path.parent / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run(ckpt_path: Path, out_dir: Path, *, hflip_tta: bool, quantize_int8: bool, calibration: int) -> dict:
+    loaded = checkpoint.load(ckpt_path)
+    training = training_metrics(ckpt_path)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    except OSError as exc:
+        raise ExportError(f"{out_dir}: output folder is not writable ({exc.strerror})") from exc
+    try:
+        fp32 = stage / FP32
+        metrics = {"test_top1_pytorch": training.get("test_top1")} if training else {}
+        meta = onnx_export.export(
+            loaded, fp32, hflip_tta=hflip_tta, metrics=metrics, config=training.get("config")
+        )
+        print(f"exported {ckpt_path} -> {FP32} (version {meta['version']})")
+
+        report = verify.check(loaded, fp32)
+        print(report.text())
+        if not report.passed:
+            raise ExportError(f"{ckpt_path}: parity check failed, max |dlogit| {report.max_abs_diff:.2e}")
+        parity = report.as_dict()
+        metadata.update(fp32, {"parity": parity})
+
+        quant = None
+        if quantize_int8:
+            quant = quantize.run(fp32, stage / INT8, calibration_count=calibration)
+            print(
+                f"int8 accepted: top-1 {quant['int8_top1']:.2%} vs fp32 {quant['fp32_top1']:.2%} "
+                f"(drop {quant['drop_pp']:.2f} pp); {quant['fp32']['size_bytes'] / 1e6:.1f} MB -> "
+                f"{quant['int8']['size_bytes'] / 1e6:.1f} MB"
+            )
+            metrics |= {"test_top1_fp32": quant["fp32_top1"], "test_top1_int8": quant["int8_top1"]}
+
+        model_card = card.build({**meta, "metrics": metrics}, training, parity, quant)
+        for name in (FP32, INT8) if quant else (FP32,):
+            metadata.update(stage / name, {"metrics": metrics, "card": model_card})
+        card.write(model_card, stage / CARD)
+        for name in (FP32, INT8, CARD):
+            if (stage / name).exists():
+                os.replace(stage / name, out_dir / name)
+        return model_card
+    finally:
+        for leftover in stage.iterdir():
+            leftover.unlink()
+        stage.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="Lightning checkpoint written by `python -m train`")
+    parser.add_argument(
+        "--out-dir", type=Path, default=PROJECT_ROOT / "build" / "export", help="output folder"
+    )
+    parser.add_argument(
+        "--hflip-tta", action="store_true", help="average the logits of the image and its mirror"
+    )
+    parser.add_argument(
+        "--no-quantize", action="store_true", help="stop after the fp32 export and parity check"
+    )
+    parser.add_argument(
+        "--calibration-images", type=int, default=1024, help="training images to calibrate int8"
+    )
+    args = parser.parse_args(argv)
+    try:
+        run(
+            args.checkpoint,
+            args.out_dir,
+            hflip_tta=args.hflip_tta,
+            quantize_int8=not args.no_quantize,
+            calibration=args.calibration_images,
+        )
+    except ExportError as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

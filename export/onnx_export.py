@@ -1,0 +1,115 @@
+"""Checkpoint -> model.onnx: uint8 [N, H, W, 3] in, float32 logits out, preprocessing inside, metadata attached."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from export import metadata
+from export.checkpoint import LoadedCheckpoint, weights_hash
+from export.errors import ExportError
+from train.paths import PROJECT_ROOT
+
+OPSET = 18
+RESIZE_POLICY = "center-crop-resize"  # centre-crop to a square, then bilinear resize to input_size
+
+
+class FlipAverage(nn.Module):
+    """Test-time augmentation inside the graph: the mean of the logits of the image and its mirror image."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (self.net(image) + self.net(image.flip(2))) / 2
+
+
+def git_sha() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def data_md5() -> str:
+    """The DVC hash of data/raw: names exactly which data the model was trained on."""
+    import yaml
+
+    try:
+        outs = yaml.safe_load((PROJECT_ROOT / "data.dvc").read_text())["outs"]
+        return str(outs[0]["md5"])
+    except (OSError, KeyError, IndexError, TypeError):
+        return "unknown"
+
+
+def graph_module(loaded: LoadedCheckpoint, hflip_tta: bool) -> nn.Module:
+    module = FlipAverage(loaded.net) if hflip_tta else loaded.net
+    return module.eval().float()
+
+
+def export(
+    loaded: LoadedCheckpoint,
+    out: Path,
+    *,
+    input_size: tuple[int, int] = (32, 32),
+    hflip_tta: bool = False,
+    metrics: dict | None = None,
+    config: dict | None = None,
+) -> dict:
+    """Writes `out` atomically and returns the metadata it carries."""
+    module = graph_module(loaded, hflip_tta)
+    example = torch.randint(0, 256, (2, *input_size, 3), dtype=torch.uint8)
+    props = {
+        "labels": loaded.labels,
+        "input_size": list(input_size),
+        "resize": RESIZE_POLICY,
+        "model_name": f"cifar10-{loaded.arch}",
+        "version": weights_hash(loaded.net),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_sha": git_sha(),
+        "data_md5": data_md5(),
+        "metrics": metrics or {},
+        "parity": {},
+        "quantization": "none",
+        "tta": "hflip" if hflip_tta else "none",
+        "config": config or {"model": loaded.hparams},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(
+                module,
+                (example,),
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                opset_version=OPSET,
+                dynamo=True,
+                optimize=True,
+                verbose=False,
+            )
+        except Exception as exc:
+            cause = exc.__cause__ or exc
+            raise ExportError(f"{loaded.path}: ONNX export failed ({str(cause).splitlines()[0]})") from exc
+    model = program.model_proto
+    metadata.set_props(model, props)
+    metadata.save_checked(model, out)
+    return props

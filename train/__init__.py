@@ -1,0 +1,1 @@
+"""Training: CIFAR-10 data preparation, Lightning module and data module, Hydra entry point."""

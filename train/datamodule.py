@@ -1,0 +1,87 @@
+"""CIFAR-10 from data/processed: a seeded train/val split of the training set; test = the 10,000 test images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from train.prepare import DataError
+
+
+class ArrayDataset(Dataset):
+    """Indexed by a list of indices (one fancy-index per batch instead of per-image indexing and collation)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.labels = torch.from_numpy(np.ascontiguousarray(labels))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
+
+
+class CIFAR10DataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int = 256,
+        eval_batch_size: int = 500,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_dir = Path(data_dir)
+        meta_path = self.data_dir / "meta.json"
+        if not meta_path.is_file():
+            raise DataError(
+                f"{meta_path} is missing: run `dvc pull` and `python -m train.prepare` (or `dvc repro`)"
+            )
+        meta = json.loads(meta_path.read_text())
+        self.classes: list[str] = meta["classes"]
+        self.mean: list[float] = meta["mean"]
+        self.std: list[float] = meta["std"]
+        self.datasets: dict[str, ArrayDataset] = {}
+
+    def _load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            np.load(self.data_dir / f"{split}_images.npy"),
+            np.load(self.data_dir / f"{split}_labels.npy"),
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", "validate", None) and "train" not in self.datasets:
+            images, labels = self._load("train")
+            order = np.random.default_rng(self.hparams.split_seed).permutation(len(labels))
+            val_idx, train_idx = (
+                np.sort(order[: self.hparams.val_size]),
+                np.sort(order[self.hparams.val_size :]),
+            )
+            self.datasets["train"] = ArrayDataset(images[train_idx], labels[train_idx])
+            self.datasets["val"] = ArrayDataset(images[val_idx], labels[val_idx])
+        if stage in ("test", None) and "test" not in self.datasets:
+            self.datasets["test"] = ArrayDataset(*self._load("test"))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        base = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        size = self.hparams.batch_size if shuffle else self.hparams.eval_batch_size
+        batches = BatchSampler(base, size, drop_last=shuffle)
+        return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=self.hparams.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,130 @@
+"""The LightningModule: loss, metrics, optimiser and schedule around a `train.models` network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch.nn import functional as F
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from train import augment
+from train.models import build
+
+
+class LitClassifier(L.LightningModule):
+    def __init__(
+        self,
+        arch: str = "resnet18",
+        arch_kwargs: dict | None = None,
+        num_classes: int = 10,
+        lr: float = 0.2,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 5e-4,
+        label_smoothing: float = 0.1,
+        pct_start: float = 0.25,
+        crop_padding: int = 4,
+        hflip: bool = True,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build(arch, num_classes, **(arch_kwargs or {}))
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.labels: list[str] = [str(i) for i in range(num_classes)]
+        metrics = {"num_classes": num_classes}
+        self.train_acc = MulticlassAccuracy(**metrics, average="micro")
+        self.val_acc = MulticlassAccuracy(**metrics, average="micro")
+        self.test_acc = MulticlassAccuracy(**metrics, average="micro")
+        self.test_class_acc = MulticlassAccuracy(**metrics, average=None)
+        self.test_confusion = MulticlassConfusionMatrix(**metrics)
+        self.test_results: dict[str, Any] = {}
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and datamodule is not None:
+            self.net.preprocess.set_stats(datamodule.mean, datamodule.std)
+            self.labels = list(datamodule.classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        if self.trainer.training:
+            if self.hparams.crop_padding:
+                images = augment.random_crop(images, self.hparams.crop_padding)
+            if self.hparams.hflip:
+                images = augment.random_hflip(images)
+        return images, labels
+
+    def _step(self, batch, metric) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        metric.update(logits.float(), labels)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, self.train_acc)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.log("val/loss", self._step(batch, self.val_acc), prog_bar=True)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images).float()
+        self.log("test/loss", F.cross_entropy(logits, labels))
+        self.test_acc.update(logits, labels)
+        self.test_class_acc.update(logits, labels)
+        self.test_confusion.update(logits, labels)
+        self.log("test/acc", self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        per_class = self.test_class_acc.compute().tolist()
+        for label, acc in zip(self.labels, per_class, strict=True):
+            self.log(f"test/acc_{label}", acc)
+        self.test_results = {
+            "test_top1": float(self.test_acc.compute()),
+            "per_class_accuracy": dict(zip(self.labels, per_class, strict=True)),
+            "confusion_matrix": self.test_confusion.compute().tolist(),
+        }
+        self.test_class_acc.reset()
+        self.test_confusion.reset()
+
+    def configure_optimizers(self):
+        # No weight decay on biases and BatchNorm weights: decaying them only hurts.
+        decay, no_decay = [], []
+        for param in self.parameters():
+            if param.requires_grad:
+                (decay if param.ndim > 1 else no_decay).append(param)
+        optimizer = torch.optim.SGD(
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            nesterov=self.hparams.nesterov,
+        )
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=self.hparams.lr,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            pct_start=self.hparams.pct_start,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["labels"] = list(self.labels)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.labels = list(checkpoint.get("labels", self.labels))
