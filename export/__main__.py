@@ -37,9 +37,7 @@ def run(ckpt_path: Path, out_dir: Path, *, hflip_tta: bool, quantize_int8: bool,
     try:
         fp32 = stage / FP32
         metrics = {"test_top1_pytorch": training.get("test_top1")} if training else {}
-        meta = onnx_export.export(
-            loaded, fp32, hflip_tta=hflip_tta, metrics=metrics, config=training.get("config")
-        )
+        meta = onnx_export.export(loaded, fp32, hflip_tta=hflip_tta, metrics=metrics, config=training.get("config"))
         print(f"exported {ckpt_path} -> {FP32} (version {meta['version']})")
 
         report = verify.check(loaded, fp32)
@@ -76,18 +74,10 @@ def run(ckpt_path: Path, out_dir: Path, *, hflip_tta: bool, quantize_int8: bool,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="Lightning checkpoint written by `python -m train`")
-    parser.add_argument(
-        "--out-dir", type=Path, default=PROJECT_ROOT / "build" / "export", help="output folder"
-    )
-    parser.add_argument(
-        "--hflip-tta", action="store_true", help="average the logits of the image and its mirror"
-    )
-    parser.add_argument(
-        "--no-quantize", action="store_true", help="stop after the fp32 export and parity check"
-    )
-    parser.add_argument(
-        "--calibration-images", type=int, default=1024, help="training images to calibrate int8"
-    )
+    parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "build" / "export", help="output folder")
+    parser.add_argument("--hflip-tta", action="store_true", help="average the logits of the image and its mirror")
+    parser.add_argument("--no-quantize", action="store_true", help="stop after the fp32 export and parity check")
+    parser.add_argument("--calibration-images", type=int, default=1024, help="training images to calibrate int8")
     args = parser.parse_args(argv)
     try:
         run(

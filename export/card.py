@@ -1,4 +1,4 @@
-"""The model card: what the model is, where it came from, how well it does. JSON beside the model and in its metadata."""
+"""The model card: origin, metrics, parity and quantization; JSON beside the model and in its metadata."""
 
 from __future__ import annotations
 

@@ -48,9 +48,7 @@ def load(path: Path) -> LoadedCheckpoint:
     hparams = ckpt["hyper_parameters"]
     arch = hparams.get("arch")
     if arch not in ARCHITECTURES:
-        raise ExportError(
-            f"{path}: checkpoint of another model class (arch={arch!r}; known: {sorted(ARCHITECTURES)})"
-        )
+        raise ExportError(f"{path}: checkpoint of another model class (arch={arch!r}; known: {sorted(ARCHITECTURES)})")
     num_classes = int(hparams.get("num_classes", 10))
     labels = list(ckpt.get("labels") or [])
     if len(labels) != num_classes:

@@ -15,9 +15,7 @@ from train.paths import PROCESSED_DIR
 def load_split(split: str, data_dir: Path = PROCESSED_DIR) -> tuple[np.ndarray, np.ndarray]:
     images, labels = data_dir / f"{split}_images.npy", data_dir / f"{split}_labels.npy"
     if not images.is_file():
-        raise ExportError(
-            f"{images} is missing: run `dvc pull` and `python -m train.prepare` (or `dvc repro`)"
-        )
+        raise ExportError(f"{images} is missing: run `dvc pull` and `python -m train.prepare` (or `dvc repro`)")
     return np.load(images), np.load(labels)
 
 
@@ -33,10 +31,7 @@ def session(path: Path, threads: int = 0) -> ort.InferenceSession:
 
 def predict_logits(sess: ort.InferenceSession, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     return np.concatenate(
-        [
-            sess.run(["logits"], {"image": images[i : i + batch_size]})[0]
-            for i in range(0, len(images), batch_size)
-        ]
+        [sess.run(["logits"], {"image": images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)]
     )
 
 
@@ -44,9 +39,7 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean())
 
 
-def latency_ms(
-    sess: ort.InferenceSession, image_shape: tuple[int, ...], batch: int, repeats: int = 50
-) -> dict:
+def latency_ms(sess: ort.InferenceSession, image_shape: tuple[int, ...], batch: int, repeats: int = 50) -> dict:
     """Median and p90 wall time of one `run` call on random uint8 input, after a warm-up."""
     x = np.random.default_rng(0).integers(0, 256, (batch, *image_shape), dtype=np.uint8)
     for _ in range(5):

@@ -38,9 +38,7 @@ class ParityReport:
         }
 
     def text(self) -> str:
-        lines = [
-            f"parity {'PASSED' if self.passed else 'FAILED'} (tolerance {TOLERANCE:g}, top-1 must agree 100%)"
-        ]
+        lines = [f"parity {'PASSED' if self.passed else 'FAILED'} (tolerance {TOLERANCE:g}, top-1 must agree 100%)"]
         for c in self.cases:
             mark = "ok " if c["passed"] else "BAD"
             lines.append(

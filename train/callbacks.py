@@ -21,6 +21,4 @@ class EpochSpeed(L.Callback):
         seconds = time.perf_counter() - self._start
         speed = self._images / seconds if seconds > 0 else 0.0
         pl_module.log_dict({"speed/images_per_s": speed, "speed/epoch_s": seconds})
-        print(
-            f"\nepoch {trainer.current_epoch}: {self._images} images in {seconds:.1f} s = {speed:.0f} images/s"
-        )
+        print(f"\nepoch {trainer.current_epoch}: {self._images} images in {seconds:.1f} s = {speed:.0f} images/s")

@@ -42,9 +42,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.data_dir = Path(data_dir)
         meta_path = self.data_dir / "meta.json"
         if not meta_path.is_file():
-            raise DataError(
-                f"{meta_path} is missing: run `dvc pull` and `python -m train.prepare` (or `dvc repro`)"
-            )
+            raise DataError(f"{meta_path} is missing: run `dvc pull` and `python -m train.prepare` (or `dvc repro`)")
         meta = json.loads(meta_path.read_text())
         self.classes: list[str] = meta["classes"]
         self.mean: list[float] = meta["mean"]

@@ -52,9 +52,7 @@ def read_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str
             for member in members:
                 parts = Path(member.name).parts
                 if len(parts) != 3 or parts[0] != split:
-                    raise DataError(
-                        f"{path}: unexpected member {member.name!r} (want {split}/<class>/<file>)"
-                    )
+                    raise DataError(f"{path}: unexpected member {member.name!r} (want {split}/<class>/<file>)")
                 entries.append((parts[1], parts[2], member))
             entries.sort(key=lambda e: (e[0], e[1]))
             classes = sorted({cls for cls, _, _ in entries})
