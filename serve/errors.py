@@ -1,0 +1,68 @@
+"""The one exception type for every error a client can see, and the handlers that render it (JSON or HTML)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from serve.fragments import error_fragment, wants_html
+
+log = logging.getLogger("serve")
+
+# Starlette raises HTTPException for routing and form parsing; give those codes our vocabulary.
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+}
+
+
+class ApiError(Exception):
+    """A request the service refuses on purpose: rendered as {"error": code, "detail": text} or a fragment."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def render_error(request: Request, error: ApiError) -> Response:
+    if wants_html(request):
+        return HTMLResponse(error_fragment(error.code, error.detail), error.status, headers=error.headers)
+    body = {"error": error.code, "detail": error.detail}
+    return JSONResponse(body, error.status, headers=error.headers)
+
+
+async def api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return render_error(request, exc)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail
+    if exc.status_code == 404:
+        detail = f"no route {request.url.path}; see /docs"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed here; allowed: {(exc.headers or {}).get('Allow', '')}"
+    return render_error(request, ApiError(exc.status_code, code, detail, dict(exc.headers or {})))
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    # Keeps the error shape for genuine server faults (e.g. a broken model); no client input may get here,
+    # which the fuzz test checks with exceptions re-raised.
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return render_error(request, ApiError(500, "internal_error", "the service failed; this is a bug"))
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: api_error_handler,
+    HTTPException: http_exception_handler,
+    Exception: unexpected_error_handler,
+}

@@ -1,0 +1,125 @@
+"""Untrusted bytes -> the model's uint8 [H, W, 3] input: decode safely, orient, make RGB, apply the resize policy."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from serve.errors import ApiError
+
+# The decoders we expose to untrusted bytes; Pillow's many others stay unreachable. (The JPEG opener also
+# returns "MPO", the multi-picture JPEGs many phones write.)
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+# Modes that Pillow's bilinear resize filters linearly (RGBA and LA with premultiplied alpha).
+RESIZABLE_MODES = ("RGB", "RGBA", "L", "LA", "F", *SIXTEEN_BIT_MODES)
+
+# Our own MAX_PIXELS check runs before any pixel is decoded; Pillow's warning would only add noise.
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+def center_crop_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Centre-crop to a square, then resize bilinearly to size (H, W)."""
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    # Crop first: resize(box=...) would let the filter reach pixels outside the square.
+    square = image.crop((left, top, left + side, top + side))
+    return square.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+
+
+RESIZE_POLICIES: dict[str, Callable[[Image.Image, tuple[int, int]], Image.Image]] = {
+    "center-crop-resize": center_crop_resize,
+}
+
+
+def to_model_input(data: bytes, *, size: tuple[int, int], policy: str, max_pixels: int) -> np.ndarray:
+    image = decode(data, min_side=max(size), max_pixels=max_pixels)
+    try:
+        return prepare(image, size=size, policy=policy)
+    except Exception as exc:  # a decoded mode Pillow cannot convert is the upload's problem, not a server fault
+        raise _corrupt(exc) from None
+
+
+def prepare(image: Image.Image, *, size: tuple[int, int], policy: str) -> np.ndarray:
+    """An upright image in any mode -> the model's uint8 [H, W, 3]."""
+    # Resize before converting to RGB: the conversions then run on a few thousand pixels, not on the full
+    # upload (for a 48-MP PNG with alpha that halves the peak memory). _resizable() leaves only modes that
+    # Pillow filters linearly (alpha premultiplied), so the order changes nothing beyond rounding.
+    small = RESIZE_POLICIES[policy](_resizable(image), size)
+    return np.asarray(to_rgb(small), dtype=np.uint8)
+
+
+def decode(data: bytes, *, min_side: int, max_pixels: int) -> Image.Image:
+    """Decode to an upright image whose shorter side is still at least min_side (when the source's was).
+    Every failure is an ApiError: 413 too many pixels, 415 not an image, 422 corrupt or truncated."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
+    except Image.DecompressionBombError as exc:
+        raise _too_many_pixels(str(exc)) from None
+    except UnidentifiedImageError:
+        raise ApiError(415, "not_an_image", f"not a readable image; send one of {', '.join(FORMATS)}") from None
+    except Exception as exc:  # Pillow's plugins raise many types for a malformed header
+        raise _corrupt(exc) from None
+
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise _too_many_pixels(f"{width}x{height} is {width * height} pixels, the limit is {max_pixels}")
+    try:
+        if image.format in ("JPEG", "MPO"):
+            # DCT scaling: a 12-MP photo decodes at 1/2..1/8 scale, never below what the model needs.
+            image.draft("RGB", (min_side, min_side))
+        image.load()
+        _make_upright(image)
+        return image
+    except Image.DecompressionBombError as exc:
+        raise _too_many_pixels(str(exc)) from None
+    except Exception as exc:  # truncated or corrupt pixel data surfaces as many exception types
+        raise _corrupt(exc) from None
+
+
+def _make_upright(image: Image.Image) -> None:
+    # Unreadable EXIF only loses the orientation; the pixels are fine.
+    with contextlib.suppress(Exception):
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of a possibly huge image
+
+
+def _resizable(image: Image.Image) -> Image.Image:
+    """Modes Pillow resizes only with NEAREST (palette, 1-bit) or in non-linear colour spaces -> RGB(A)/L/LA."""
+    if image.mode in RESIZABLE_MODES:
+        return image
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode == "La":  # premultiplied alpha, which Pillow converts only to LA
+        return image.convert("LA")
+    return image.convert("RGBA" if image.has_transparency_data else "RGB")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB: 16-bit scaled down (not clipped), transparency composited on white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "La":  # premultiplied alpha, which Pillow converts only to LA
+        image = image.convert("LA")
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.uint32)
+        image = Image.fromarray(((np.clip(values, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8), "L")
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _too_many_pixels(detail: str) -> ApiError:
+    return ApiError(413, "too_many_pixels", f"image too large to decode: {detail}")
+
+
+def _corrupt(exc: Exception) -> ApiError:
+    return ApiError(422, "corrupt_image", f"the image could not be decoded ({type(exc).__name__}: {exc})")

@@ -1,0 +1,201 @@
+"""The OpenAPI description (hand-written: the API is small and its binary/multipart bodies need care) and a
+self-contained HTML page rendering it at /docs (no script, nothing fetched from elsewhere)."""
+
+from __future__ import annotations
+
+from functools import cache
+from html import escape
+from typing import Any
+
+DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+_ERROR = {
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {"error": {"type": "string", "description": "machine-readable code"}, "detail": {"type": "string"}},
+}
+_SCORE = {
+    "type": "object",
+    "required": ["label", "score"],
+    "properties": {"label": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1}},
+}
+_CLASSIFICATION = {
+    "type": "object",
+    "required": ["label", "score", "top_k", "model"],
+    "properties": {
+        "label": {"type": "string"},
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_k": {"type": "array", "items": {"$ref": "#/components/schemas/Score"}},
+        "model": {
+            "type": "object",
+            "required": ["name", "version"],
+            "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+        },
+    },
+}
+_MODEL = {
+    "type": "object",
+    "required": ["name", "version", "labels", "input_size", "resize", "quantization"],
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string", "description": "content hash of the weights"},
+        "labels": {"type": "array", "items": {"type": "string"}},
+        "input_size": {"type": "array", "items": {"type": "integer"}, "description": "[H, W]"},
+        "resize": {"type": "string"},
+        "quantization": {"type": "string"},
+        "created": {"type": ["string", "null"]},
+        "git_sha": {"type": ["string", "null"]},
+        "data_md5": {"type": ["string", "null"]},
+        "config": {},
+        "metrics": {},
+        "parity": {},
+        "card": {"description": "the full model card"},
+    },
+}
+
+
+def _error(description: str, retry: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+            "text/html": {"schema": {"type": "string"}, "description": 'fragment <div class="error">'},
+        },
+    }
+    if retry:
+        response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+    return response
+
+
+def _json(description: str, ref: str | None = None) -> dict[str, Any]:
+    schema = {"$ref": f"#/components/schemas/{ref}"} if ref else {"type": "object"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+@cache
+def openapi_spec() -> dict[str, Any]:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    classify = {
+        "summary": "Classify one picture",
+        "description": (
+            "Send the image bytes as the body (any Content-Type; the format is detected from the bytes: JPEG, "
+            "PNG, WebP, GIF, BMP, TIFF) or a multipart form with the image in the field `file`. Answers JSON, "
+            "or an HTML fragment when the request has `HX-Request: true` or `Accept: text/html` "
+            "(errors too, with the same status)."
+        ),
+        "requestBody": {
+            "required": True,
+            "content": {
+                "image/*": binary,
+                "application/octet-stream": binary,
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                },
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "the most likely label, its probability and the top-k",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Classification"}},
+                    "text/html": {"schema": {"type": "string"}, "description": 'fragment <section class="result">'},
+                },
+            },
+            "400": _error(
+                "empty body (`empty_body`), malformed multipart (`bad_request`), no `file` field "
+                "(`missing_file`), empty file (`empty_file`)"
+            ),
+            "405": _error("method not allowed (`method_not_allowed`); the `Allow` header lists the methods"),
+            "413": _error(
+                "body over MAX_BODY_BYTES (`body_too_large`, refused before reading it) or image over "
+                "MAX_PIXELS (`too_many_pixels`, refused before decoding)"
+            ),
+            "415": _error("not an image, or a format the service does not read (`not_an_image`)"),
+            "422": _error("an image that cannot be decoded: corrupt or truncated (`corrupt_image`)"),
+            "503": _error("queue full (`overloaded`) or model not ready (`not_ready`)", retry=True),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "CIFAR-10 picture classifier",
+            "version": "1",
+            "description": "Upload a picture, see which CIFAR-10 class it is. Served by onnxruntime, no torch.",
+        },
+        "paths": {
+            "/classify": {"post": classify},
+            "/healthz": {"get": {"summary": "The process is alive", "responses": {"200": _json('`{"status": "ok"}`')}}},
+            "/readyz": {
+                "get": {
+                    "summary": "The model is loaded and warmed up",
+                    "responses": {"200": _json("ready"), "503": _error("not yet (`not_ready`)", retry=True)},
+                }
+            },
+            "/model": {
+                "get": {
+                    "summary": "The model's metadata and card",
+                    "responses": {"200": _json("from the ONNX metadata_props", "Model")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "description": "requests by route/method/status, request latency, decode and inference time, "
+                    "batch sizes, queue depth, the loaded model",
+                    "responses": {"200": {"description": "Prometheus text exposition", "content": {"text/plain": {}}}},
+                }
+            },
+            "/openapi.json": {"get": {"summary": "This description", "responses": {"200": _json("OpenAPI 3.1")}}},
+            "/docs": {
+                "get": {
+                    "summary": "This description as a web page",
+                    "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+                }
+            },
+        },
+        "components": {
+            "schemas": {"Error": _ERROR, "Score": _SCORE, "Classification": _CLASSIFICATION, "Model": _MODEL}
+        },
+    }
+
+
+_STYLE = """
+body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}
+h2{margin-top:2rem;font-family:ui-monospace,monospace}
+.method{display:inline-block;min-width:4rem;padding:0 .4rem;border-radius:.3rem;background:#1b1b1b;color:#fff}
+table{border-collapse:collapse;width:100%}
+td,th{border-top:1px solid #ddd;padding:.3rem;text-align:left;vertical-align:top}
+code{font-family:ui-monospace,monospace}
+"""
+
+
+@cache
+def docs_page() -> str:
+    spec = openapi_spec()
+    sections = []
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            rows = "".join(
+                f"<tr><td><code>{escape(status)}</code></td><td>{escape(response['description'])}</td>"
+                f"<td>{escape(', '.join(response.get('content', {})))}</td></tr>"
+                for status, response in op["responses"].items()
+            )
+            body = op.get("requestBody", {}).get("content", {})
+            accepts = f"<p>Body: <code>{escape(', '.join(body))}</code></p>" if body else ""
+            sections.append(
+                f'<section><h2><span class="method">{method.upper()}</span> {escape(path)}</h2>'
+                f"<p>{escape(op['summary'])}. {escape(op.get('description', ''))}</p>{accepts}"
+                f"<table><tr><th>Status</th><th>Meaning</th><th>Content</th></tr>{rows}</table></section>"
+            )
+    info = spec["info"]
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{escape(info['title'])} API</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{escape(info['title'])} API</h1><p>{escape(info['description'])} "
+        'Machine-readable: <a href="openapi.json">/openapi.json</a>.</p>' + "".join(sections) + "</body></html>"
+    )

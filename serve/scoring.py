@@ -1,0 +1,23 @@
+"""Logits -> probabilities -> the answer the client sees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable: subtracting the max keeps exp() from overflowing on large logits."""
+    shifted = logits.astype(np.float64) - np.max(logits, axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / np.sum(exp, axis=-1, keepdims=True)
+
+
+def answer(logits: np.ndarray, labels: Sequence[str], k: int, model: dict[str, str]) -> dict[str, Any]:
+    probs = softmax(logits)
+    # Stable sort so equal scores keep label order, which makes answers reproducible.
+    order = np.argsort(-probs, kind="stable")[: min(k, len(labels))]
+    top = [{"label": labels[i], "score": float(probs[i])} for i in order]
+    return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top, "model": model}

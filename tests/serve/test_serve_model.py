@@ -1,0 +1,81 @@
+"""Loading checks the file against the ONNX contract and says, in one line, what is wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto
+
+from serve.model import ModelLoadError, load_model
+
+
+def test_loads_a_contract_model(model_path):
+    model = load_model(model_path, threads=1)
+    assert model.labels[0] == "airplane"
+    assert len(model.labels) == 10
+    assert model.input_size == (32, 32)
+    assert (model.name, model.version, model.resize) == ("tiny-test", "0123abcd", "center-crop-resize")
+    logits = model.run(np.zeros((3, 32, 32, 3), dtype=np.uint8))
+    assert logits.shape == (3, 10)
+    assert logits.dtype == np.float32
+
+
+def test_optional_metadata_may_be_missing(make_model):
+    optional = ["created", "git_sha", "data_md5", "metrics", "parity", "quantization", "config", "card"]
+    path = make_model("minimal.onnx", meta=dict.fromkeys(optional))
+    described = load_model(path).describe()
+    assert described["card"] is None
+    assert described["quantization"] == "none"
+
+
+def problem(path) -> str:
+    with pytest.raises(ModelLoadError) as error:
+        load_model(path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(path) in message
+    return error.value.problem
+
+
+def test_missing_file(tmp_path):
+    assert problem(tmp_path / "absent.onnx") == "file not found"
+
+
+def test_directory(tmp_path):
+    assert problem(tmp_path) == "not a regular file"
+
+
+def test_not_onnx(tmp_path):
+    path = tmp_path / "junk.onnx"
+    path.write_bytes(b"this is not a protobuf\n" * 10)
+    assert problem(path).startswith("not a valid ONNX model")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    assert problem(path).startswith("not a valid ONNX model")
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ({"labels": None}, "metadata_props lack labels"),
+        ({"resize": None, "version": None}, "metadata_props lack resize, version"),
+        ({"labels": "not json ["}, "metadata 'labels' is not valid JSON"),
+        ({"labels": ["a", "a", "b", "c", "d", "e", "f", "g", "h", "i"]}, "distinct strings"),
+        ({"input_size": [32]}, "'input_size' must be [H, W]"),
+        ({"input_size": [64, 64]}, "input 'image' is tensor(uint8) ['N', 32, 32, 3], expected uint8"),
+        ({"labels": ["a", "b"]}, "output 'logits' is tensor(float) ['N', 10], expected float32 [N, 2]"),
+        ({"resize": "stretch"}, "unknown resize policy 'stretch' (this service knows: center-crop-resize)"),
+        ({"card": "{broken"}, "metadata 'card' is not valid JSON"),
+    ],
+)
+def test_metadata_breaking_the_contract(make_model, meta, expected):
+    path = make_model(f"bad-{abs(hash(str(meta)))}.onnx", meta=meta)
+    assert expected in problem(path)
+
+
+def test_wrong_input_type(make_model):
+    path = make_model("float-input.onnx", input_type=TensorProto.FLOAT)
+    assert "input 'image' is tensor(float)" in problem(path)

@@ -1,0 +1,79 @@
+"""Settings come from environment variables, once, with documented defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import serve
+from serve.settings import Settings, SettingsError
+
+
+def test_defaults():
+    settings = Settings.from_env({})
+    assert settings.port == 8000
+    assert settings.host == "0.0.0.0"
+    assert settings.model_path == Path(serve.__file__).resolve().parent.parent / "shipped" / "model.int8.onnx"
+    assert settings.cors_origins == ()
+    assert settings.max_body_bytes == 10 * 1024 * 1024
+    assert settings.max_pixels == 50_000_000
+    assert settings.top_k == 5
+    assert settings.batch_max_size == 16
+    assert settings.batch_max_wait_ms == 2.0
+    assert settings.queue_size == 64
+    assert settings.ort_threads == 0
+    assert settings.decode_concurrency == 2
+    assert settings.log_level == "info"
+
+
+def test_every_variable_is_read():
+    env = {
+        "PORT": "9000",
+        "HOST": "127.0.0.1",
+        "MODEL_PATH": "/models/m.onnx",
+        "CORS_ORIGINS": " https://a.example/ , https://b.example ,",
+        "ORT_THREADS": "2",
+        "DECODE_CONCURRENCY": "3",
+        "MAX_BODY_BYTES": "1000",
+        "MAX_PIXELS": "2000",
+        "TOP_K": "3",
+        "BATCH_MAX_SIZE": "8",
+        "BATCH_MAX_WAIT_MS": "0.5",
+        "QUEUE_SIZE": "10",
+        "LOG_LEVEL": "DEBUG",
+    }
+    assert Settings.from_env(env) == Settings(
+        host="127.0.0.1",
+        port=9000,
+        model_path=Path("/models/m.onnx"),
+        cors_origins=("https://a.example", "https://b.example"),
+        ort_threads=2,
+        decode_concurrency=3,
+        max_body_bytes=1000,
+        max_pixels=2000,
+        top_k=3,
+        batch_max_size=8,
+        batch_max_wait_ms=0.5,
+        queue_size=10,
+        log_level="debug",
+    )
+
+
+def test_empty_values_mean_default():
+    assert Settings.from_env({"PORT": "", "TOP_K": "  "}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "eighty"}, "PORT='eighty' is not a valid int"),
+        ({"TOP_K": "0"}, "TOP_K='0' must be at least 1"),
+        ({"QUEUE_SIZE": "-1"}, "QUEUE_SIZE='-1' must be at least 1"),
+        ({"BATCH_MAX_WAIT_MS": "soon"}, "BATCH_MAX_WAIT_MS='soon' is not a valid float"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not one of"),
+    ],
+)
+def test_invalid_values_are_refused_with_the_name(env, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        Settings.from_env(env)

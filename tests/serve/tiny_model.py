@@ -1,0 +1,103 @@
+"""A tiny ONNX model that follows the serving contract (built with onnx.helper, no torch): the serve and site
+tests' stand-in for a trained model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+INPUT_SIZE = (32, 32)
+
+
+def contract_metadata(**overrides: Any) -> dict[str, str]:
+    meta: dict[str, Any] = {
+        "labels": LABELS,
+        "input_size": list(INPUT_SIZE),
+        "resize": "center-crop-resize",
+        "model_name": "tiny-test",
+        "version": "0123abcd",
+        "created": "2025-01-01T00:00:00Z",
+        "git_sha": "deadbeef",
+        "data_md5": "00000000000000000000000000000000",
+        "metrics": {"test_top1": 0.1},
+        "parity": {"max_abs_logit_diff": 0.0},
+        "quantization": "none",
+        "config": {"model": "tiny"},
+        "card": {"name": "tiny-test", "intended_use": "tests only"},
+    }
+    meta.update(overrides)
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items() if v is not None}
+
+
+def build_model(
+    path: Path,
+    *,
+    metadata: dict[str, str] | None = None,
+    input_size: tuple[int, int] = INPUT_SIZE,
+    classes: int = len(LABELS),
+    input_type: int = TensorProto.UINT8,
+    slow_convs: int = 0,
+) -> Path:
+    """logits = 10 * mean RGB of the image's TOP half / 255, on the first three classes (red -> airplane,
+    green -> automobile, blue -> bird), so tests can tell orientation and colour from the answer.
+    `slow_convs` adds that many 3x3 convolutions (a result-neutral side branch) to make inference slow."""
+    height, width = input_size
+    weights = np.zeros((3, classes), dtype=np.float32)
+    for channel in range(min(3, classes)):
+        weights[channel, channel] = 10.0 / 255.0
+    initializers = [
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "start"),
+        numpy_helper.from_array(np.array([height // 2], dtype=np.int64), "end"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis"),
+        numpy_helper.from_array(weights, "weights"),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["image", "start", "end", "axis"], ["top"]),
+        helper.make_node("Cast", ["top"], ["top_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["top_f"], ["mean_rgb"], axes=[1, 2], keepdims=0),
+        helper.make_node("MatMul", ["mean_rgb", "weights"], ["raw_logits"]),
+    ]
+    if slow_convs:
+        # Burns CPU without changing the answer: conv chain -> multiplied by zero -> added to the logits.
+        channels = 32
+        rng = np.random.default_rng(0)
+        initializers += [
+            numpy_helper.from_array(rng.normal(size=(channels, 3, 3, 3)).astype(np.float32) * 0.1, "w_in"),
+            numpy_helper.from_array(rng.normal(size=(channels, channels, 3, 3)).astype(np.float32) * 0.05, "w_mid"),
+            numpy_helper.from_array(np.array([0.0], dtype=np.float32), "zero"),
+        ]
+        nodes += [
+            helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT),
+            helper.make_node("Transpose", ["image_f"], ["nchw"], perm=[0, 3, 1, 2]),
+            helper.make_node("Conv", ["nchw", "w_in"], ["conv0"], pads=[1, 1, 1, 1]),
+        ]
+        for i in range(slow_convs):
+            nodes.append(helper.make_node("Conv", [f"conv{i}", "w_mid"], [f"conv{i + 1}"], pads=[1, 1, 1, 1]))
+        nodes += [
+            helper.make_node("ReduceMean", [f"conv{slow_convs}"], ["pooled"], axes=[1, 2, 3], keepdims=0),
+            helper.make_node("Mul", ["pooled", "zero"], ["nothing"]),
+            helper.make_node("Unsqueeze", ["nothing", "axis"], ["nothing_col"]),
+            helper.make_node("Add", ["raw_logits", "nothing_col"], ["logits"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["raw_logits"], ["logits"]))
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("image", input_type, ["N", height, width, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="serve-tests")
+    model.ir_version = 8
+    meta = contract_metadata() if metadata is None else metadata
+    helper.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
