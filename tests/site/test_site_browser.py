@@ -1,0 +1,240 @@
+"""The website in real headless Chromium (Debian's, via Playwright) against the real service and the real site
+server on 127.0.0.1, on two origins as when deployed. Screenshots: artifacts/site/*.png."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.site.servers import free_port, site_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CLIENT_LIMIT = 10 * 1024 * 1024  # site/app.js default, the same as serve's MAX_BODY_BYTES default
+
+
+def upload(session, picture) -> None:
+    session.page.set_input_files(
+        "#file", files=[{"name": picture.name, "mimeType": picture.mime, "buffer": picture.data}]
+    )
+
+
+def check_result(session, model_labels, top_k: int = 5) -> str:
+    """The fragment is in the live region: a label of the model's, bars that add up, the model's version."""
+    page = session.page
+    result = page.locator("#result .result")
+    result.wait_for(state="visible")
+    label = result.get_attribute("data-label")
+    assert label in model_labels
+    assert page.locator("#result .result-label").inner_text().strip().lower() == label.lower()
+    assert re.fullmatch(r"\d{1,3}% sure", page.locator("#result .result-score").inner_text().strip())
+    bars = page.locator("#result .topk .topk-bar")
+    assert bars.count() == min(top_k, len(model_labels))
+    values = [float(bars.nth(i).get_attribute("value")) for i in range(bars.count())]
+    assert values == sorted(values, reverse=True)
+    assert all(0 <= v <= 100 for v in values)
+    assert sum(values) <= 100 + len(values)  # rounded percentages of a softmax
+    assert page.locator("#result .topk-label").first.inner_text().strip().lower() == label.lower()
+    assert page.locator("#result .topk-bar").first.is_visible()
+    assert page.locator("#result .result-model").inner_text().startswith("model ")
+    return label
+
+
+def test_upload_a_picture_shows_label_and_bars(site, service, open_page, picture, model_labels):
+    session = open_page(site.url)
+    page = session.page
+    assert page.get_attribute("#result", "aria-live") == "polite"
+    assert page.get_attribute("#classify-form", "hx-post") == f"{service.url}/classify"  # cross-origin API
+    session.shot("01-empty")
+
+    with page.expect_response(lambda r: r.url == f"{service.url}/classify") as response:
+        upload(session, picture)
+    assert response.value.status == 200
+    assert response.value.request.headers.get("hx-request") == "true"
+    label = check_result(session, model_labels)
+
+    preview = page.locator("#preview")
+    assert preview.is_visible()
+    assert preview.get_attribute("src").startswith("blob:")
+    shown = page.evaluate("window.__indicator")  # the indicator's display while the request was in flight
+    assert len(shown) == 1
+    assert shown[0] not in ("none", "missing")
+    assert not page.locator("#progress").is_visible()  # and hidden again
+    assert page.locator("#file-name").inner_text().startswith(picture.name)
+    if picture.true_label is not None:
+        print(f"{picture.name}: true class {picture.true_label}, predicted {label}")
+    session.done("02-result")
+
+
+def test_text_file_shows_a_readable_error(site, service, open_page):
+    session = open_page(site.url)
+    page = session.page
+    with page.expect_response(lambda r: r.url == f"{service.url}/classify") as response:
+        page.set_input_files(
+            "#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture\n" * 20}]
+        )
+    assert response.value.status in (415, 422)
+    error = page.locator("#result .error[role='alert']")
+    error.wait_for(state="visible")
+    assert error.get_attribute("data-error") == "not_an_image"  # the service's own fragment
+    assert len(error.locator("strong").inner_text().strip()) > 5
+    assert len(error.locator("span").inner_text().strip()) > 5
+    assert not page.locator("#preview").is_visible()
+    session.done("03-error-not-an-image")
+
+
+def test_too_large_is_refused_in_the_page(site, service, open_page):
+    session = open_page(site.url)
+    page = session.page
+    sent = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/classify") else None)
+    big = b"\xff\xd8\xff" + b"\0" * CLIENT_LIMIT  # one byte over the page's limit
+    page.set_input_files("#file", files=[{"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": big}])
+    error = page.locator("#result .error[data-error='body_too_large']")
+    error.wait_for(state="visible")
+    assert "10 MB" in error.inner_text()
+    assert sent == []  # checked before sending
+    session.done("04-error-too-large")
+
+
+def test_classify_without_a_picture_says_so(site, open_page):
+    session = open_page(site.url)
+    page = session.page
+    sent = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/classify") else None)
+    page.get_by_role("button", name="Classify").click()
+    page.locator("#result .error[data-error='missing_file']").wait_for(state="visible")
+    assert sent == []
+    session.done()
+
+
+def test_service_down_shows_a_readable_error(dead_api_url, open_page, picture, log_dir):
+    with site_server(dead_api_url, log_dir, name="site-dead-api") as site:
+        session = open_page(site.url)
+        upload(session, picture)
+        error = session.page.locator("#result .error[data-error='unreachable']")
+        error.wait_for(state="visible")
+        assert "reach the classifier" in error.inner_text()
+        assert not session.page.locator("#progress").is_visible()
+        session.done("05-error-service-down")
+
+
+def test_origin_not_allowed_by_the_service_gets_no_answer(service, open_page, picture, log_dir):
+    """CORS, as the browser enforces it: a page on an origin that is not in CORS_ORIGINS cannot read results."""
+    with site_server(service.url, log_dir, name="site-other-origin") as other:
+        session = open_page(other.url)
+        upload(session, picture)
+        session.page.locator("#result .error[data-error='unreachable']").wait_for(state="visible")
+        assert session.page.locator("#result .result").count() == 0
+
+
+def test_error_page_that_is_not_a_fragment_is_put_in_words(open_page, log_dir, picture):
+    """An API URL that answers with somebody else's error page (here: the site server itself, 501 for POST)."""
+    port = free_port()
+    with site_server(f"http://127.0.0.1:{port}", log_dir, name="site-self-api", port=port) as site:
+        session = open_page(site.url)
+        upload(session, picture)
+        error = session.page.locator("#result .error[data-error='http_501']")
+        error.wait_for(state="visible")
+        assert "Something went wrong (error 501)" in error.inner_text()
+        assert "Unsupported method" not in session.page.locator("#result").inner_text()
+
+
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (360, 740)])
+def test_phone_viewport_has_no_horizontal_scroll(site, open_page, picture, model_labels, width, height):
+    session = open_page(site.url, width=width, height=height, is_mobile=True, has_touch=True)
+    page = session.page
+    no_scroll = "document.documentElement.scrollWidth <= window.innerWidth"
+    assert page.evaluate(no_scroll)
+    upload(session, picture)
+    check_result(session, model_labels)
+    assert page.evaluate(no_scroll)
+    # the answer is below the picture on a phone: it is scrolled into view
+    page.wait_for_function(
+        "(() => { const r = document.getElementById('result').getBoundingClientRect();"
+        " return r.top < window.innerHeight && r.bottom > 0; })()"
+    )
+    session.done(f"06-phone-{width}x{height}")
+
+
+def test_keyboard_only(site, open_page, picture, model_labels):
+    session = open_page(site.url)
+    page = session.page
+    # the file input has an accessible name from its label, and is the first stop when tabbing
+    assert page.get_by_label("Choose a picture").evaluate("el => el.id") == "file"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "file"
+    outline = page.evaluate("getComputedStyle(document.getElementById('dropzone')).outlineStyle")
+    assert outline != "none"  # the focus is visible on the drop zone
+    session.shot("07-keyboard-focus")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(files=[{"name": picture.name, "mimeType": picture.mime, "buffer": picture.data}])
+    check_result(session, model_labels)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.type") == "submit"
+    # the button classifies the same picture again
+    with page.expect_response(lambda r: r.url.endswith("/classify")) as response:
+        page.keyboard.press("Enter")
+    assert response.value.status == 200
+    session.done()
+
+
+def test_drop_and_paste(site, open_page, picture, model_labels):
+    session = open_page(site.url)
+    page = session.page
+    data = list(picture.data)
+    make_transfer = """([bytes, name, type]) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([new Uint8Array(bytes)], name, {type}));
+        return transfer;
+    }"""
+    transfer = page.evaluate_handle(make_transfer, [data, "dropped.jpg", picture.mime])
+    with page.expect_response(lambda r: r.url.endswith("/classify")):
+        page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+    check_result(session, model_labels)
+    assert page.locator("#file-name").inner_text().startswith("dropped.jpg")
+
+    page.evaluate("document.getElementById('result').replaceChildren()")
+    with page.expect_response(lambda r: r.url.endswith("/classify")):
+        page.evaluate(
+            f"""([bytes, name, type]) => {{
+                const transfer = ({make_transfer})([bytes, name, type]);
+                document.dispatchEvent(new ClipboardEvent('paste', {{clipboardData: transfer, bubbles: true}}));
+            }}""",
+            [data, "pasted.jpg", picture.mime],
+        )
+    check_result(session, model_labels)
+    assert page.locator("#file-name").inner_text().startswith("pasted.jpg")
+    session.done()
+
+
+def test_busy_service_fragment_is_shown(site, service, open_page, picture):
+    """A 503 with the service's own fragment (as the service renders it when its queue is full) is swapped in:
+    htmx 2 would drop it without the page's responseHandling."""
+    from serve.fragments import error_fragment
+
+    session = open_page(site.url)
+    page = session.page
+    body = error_fragment("overloaded", "too many requests in the queue; retry shortly")
+    headers = {"Access-Control-Allow-Origin": site.url, "Retry-After": "1", "Content-Type": "text/html"}
+    page.route(f"{service.url}/classify", lambda route: route.fulfill(status=503, headers=headers, body=body))
+    upload(session, picture)
+    error = page.locator("#result .error[data-error='overloaded']")
+    error.wait_for(state="visible")
+    assert "busy" in error.inner_text()
+    session.done("08-error-busy")
+
+
+def test_no_answer_in_time_shows_a_readable_error(site, service, open_page, picture):
+    session = open_page(site.url)
+    page = session.page
+    page.route(f"{service.url}/classify", lambda route: None)  # never answered
+    page.evaluate("htmx.config.timeout = 500")
+    upload(session, picture)
+    error = page.locator("#result .error[data-error='timeout']")
+    error.wait_for(state="visible")
+    assert "took too long" in error.inner_text()
+    assert not page.locator("#progress").is_visible()
+    session.done("09-error-timeout")
