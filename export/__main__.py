@@ -15,7 +15,7 @@ from pathlib import Path
 
 from export import card, checkpoint, metadata, onnx_export, quantize, verify
 from export.errors import ExportError
-from train.paths import PROJECT_ROOT
+from train.paths import PROCESSED_DIR, PROJECT_ROOT
 
 FP32, INT8, CARD = "model.onnx", "model.int8.onnx", "model-card.json"
 
@@ -26,7 +26,15 @@ def training_metrics(ckpt_path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def run(ckpt_path: Path, out_dir: Path, *, hflip_tta: bool, quantize_int8: bool, calibration: int) -> dict:
+def run(
+    ckpt_path: Path,
+    out_dir: Path,
+    *,
+    data_dir: Path = PROCESSED_DIR,
+    hflip_tta: bool = False,
+    quantize_int8: bool = True,
+    calibration: int = 1024,
+) -> dict:
     loaded = checkpoint.load(ckpt_path)
     training = training_metrics(ckpt_path)
     try:
@@ -40,7 +48,7 @@ def run(ckpt_path: Path, out_dir: Path, *, hflip_tta: bool, quantize_int8: bool,
         meta = onnx_export.export(loaded, fp32, hflip_tta=hflip_tta, metrics=metrics, config=training.get("config"))
         print(f"exported {ckpt_path} -> {FP32} (version {meta['version']})")
 
-        report = verify.check(loaded, fp32)
+        report = verify.check(loaded, fp32, data_dir)
         print(report.text())
         if not report.passed:
             raise ExportError(f"{ckpt_path}: parity check failed, max |dlogit| {report.max_abs_diff:.2e}")
@@ -49,7 +57,7 @@ def run(ckpt_path: Path, out_dir: Path, *, hflip_tta: bool, quantize_int8: bool,
 
         quant = None
         if quantize_int8:
-            quant = quantize.run(fp32, stage / INT8, calibration_count=calibration)
+            quant = quantize.run(fp32, stage / INT8, data_dir, calibration_count=calibration)
             print(
                 f"int8 accepted: top-1 {quant['int8_top1']:.2%} vs fp32 {quant['fp32_top1']:.2%} "
                 f"(drop {quant['drop_pp']:.2f} pp); {quant['fp32']['size_bytes'] / 1e6:.1f} MB -> "
@@ -75,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="Lightning checkpoint written by `python -m train`")
     parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "build" / "export", help="output folder")
+    parser.add_argument(
+        "--data-dir", type=Path, default=PROCESSED_DIR, help="prepared data (parity, calibration, gate)"
+    )
     parser.add_argument("--hflip-tta", action="store_true", help="average the logits of the image and its mirror")
     parser.add_argument("--no-quantize", action="store_true", help="stop after the fp32 export and parity check")
     parser.add_argument("--calibration-images", type=int, default=1024, help="training images to calibrate int8")
@@ -83,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         run(
             args.checkpoint,
             args.out_dir,
+            data_dir=args.data_dir,
             hflip_tta=args.hflip_tta,
             quantize_int8=not args.no_quantize,
             calibration=args.calibration_images,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import warnings
 from datetime import UTC, datetime
@@ -44,7 +45,8 @@ def git_sha() -> str:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        # No git checkout (e.g. the training image): the build passes the commit in.
+        return os.environ.get("GIT_SHA", "unknown")
     return f"{sha}-dirty" if dirty else sha
 
 

@@ -19,9 +19,9 @@ from onnxruntime.quantization import (
 )
 
 from export import metadata
-from export.atomic import atomic_path
 from export.errors import ExportError
 from export.evaluation import latency_ms, load_split, predict_logits, session, top1
+from train.paths import PROCESSED_DIR
 
 MAX_DROP = 0.005  # 0.5 percentage points
 SCHEME = "int8 static QDQ, per-channel weights (QInt8), QUInt8 activations, MinMax calibration"
@@ -36,9 +36,9 @@ class ImageReader(CalibrationDataReader):
         return None if batch is None else {"image": batch}
 
 
-def calibration_images(count: int, seed: int = 0) -> np.ndarray:
-    images, _ = load_split("train")
-    return images[np.random.default_rng(seed).choice(len(images), size=count, replace=False)]
+def calibration_images(count: int, data_dir: Path, seed: int = 0) -> np.ndarray:
+    images, _ = load_split("train", data_dir)
+    return images[np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False)]
 
 
 def quantize(fp32_path: Path, calibration: np.ndarray, out: Path) -> None:
@@ -56,8 +56,8 @@ def quantize(fp32_path: Path, calibration: np.ndarray, out: Path) -> None:
         )
 
 
-def gate(fp32_path: Path, int8_path: Path, max_drop: float = MAX_DROP) -> dict:
-    images, labels = load_split("test")
+def gate(fp32_path: Path, int8_path: Path, data_dir: Path, max_drop: float = MAX_DROP) -> dict:
+    images, labels = load_split("test", data_dir)
     fp32 = top1(predict_logits(session(fp32_path), images), labels)
     int8 = top1(predict_logits(session(int8_path), images), labels)
     return {
@@ -78,14 +78,20 @@ def performance(path: Path, image_shape: tuple[int, ...]) -> dict:
     }
 
 
-def run(fp32_path: Path, out: Path, calibration_count: int = 1024, max_drop: float = MAX_DROP) -> dict:
+def run(
+    fp32_path: Path,
+    out: Path,
+    data_dir: Path = PROCESSED_DIR,
+    calibration_count: int = 1024,
+    max_drop: float = MAX_DROP,
+) -> dict:
     """Quantize, gate, and (only if the gate passes) write `out` with its metadata. Returns the report."""
     meta = metadata.read(fp32_path)
     image_shape = (*meta["input_size"], 3)
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / "candidate.onnx"
-        quantize(fp32_path, calibration_images(calibration_count), candidate)
-        report = gate(fp32_path, candidate, max_drop)
+        quantize(fp32_path, calibration_images(calibration_count, data_dir), candidate)
+        report = gate(fp32_path, candidate, data_dir, max_drop)
         report["fp32"] = performance(fp32_path, image_shape)
         report["int8"] = performance(candidate, image_shape)
         report["scheme"] = SCHEME
@@ -105,6 +111,3 @@ class QuantizationRejected(ExportError):
             f"int8 rejected: top-1 {report['int8_top1']:.2%} vs fp32 {report['fp32_top1']:.2%} "
             f"(drop {report['drop_pp']:.2f} pp > {report['max_drop_pp']:.2f} pp)"
         )
-
-
-__all__ = ["MAX_DROP", "QuantizationRejected", "atomic_path", "run"]

@@ -16,6 +16,7 @@ from export import metadata
 from export.checkpoint import LoadedCheckpoint
 from export.evaluation import load_split, session
 from export.onnx_export import graph_module
+from train.paths import PROCESSED_DIR
 
 TOLERANCE = 1e-4
 BATCHES = (1, 64)
@@ -48,20 +49,23 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def inputs(num_images: int, seed: int = 0) -> dict[str, np.ndarray]:
-    images, _ = load_split("test")
+def inputs(num_images: int, data_dir: Path, seed: int = 0) -> dict[str, np.ndarray]:
+    images, _ = load_split("test", data_dir)
+    num_images = min(num_images, len(images))
     rng = np.random.default_rng(seed)
     real = images[rng.choice(len(images), size=num_images, replace=False)]
     random = rng.integers(0, 256, real.shape, dtype=np.uint8)
     return {"test": real, "random": random}
 
 
-def check(loaded: LoadedCheckpoint, onnx_path: Path, num_images: int = 256) -> ParityReport:
+def check(
+    loaded: LoadedCheckpoint, onnx_path: Path, data_dir: Path = PROCESSED_DIR, num_images: int = 256
+) -> ParityReport:
     meta = metadata.read(onnx_path)
     module = graph_module(loaded, hflip_tta=meta.get("tta") == "hflip")
     sess = session(onnx_path)
     cases = []
-    for name, images in inputs(num_images).items():
+    for name, images in inputs(num_images, data_dir).items():
         for batch in BATCHES:
             diffs, agree = [], []
             for i in range(0, len(images) - batch + 1, batch):

@@ -28,10 +28,13 @@ class LitClassifier(L.LightningModule):
         crop_padding: int = 4,
         hflip: bool = True,
         channels_last: bool = True,
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = build(arch, num_classes, **(arch_kwargs or {}))
+        if init_weights:
+            self.net.load_state_dict(_network_weights(init_weights), strict=True)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.labels: list[str] = [str(i) for i in range(num_classes)]
@@ -128,3 +131,9 @@ class LitClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.labels = list(checkpoint.get("labels", self.labels))
+
+
+def _network_weights(checkpoint: str) -> dict[str, torch.Tensor]:
+    """Network weights from another run's checkpoint: a warm start (unlike resume: fresh optimiser, schedule)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}

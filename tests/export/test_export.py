@@ -1,0 +1,157 @@
+"""The export chain on a real (tiny) checkpoint: metadata, parity (which can fail), the int8 gate (which can reject)."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export import checkpoint, metadata, onnx_export, quantize, verify
+from export.__main__ import main as export_main
+from export.__main__ import run as export_run
+from export.evaluation import session
+
+CONTRACT_KEYS = {"labels", "input_size", "resize", "model_name", "version", "created", "git_sha", "data_md5",
+                 "metrics", "parity", "quantization", "config", "card"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def exported(mlp_checkpoint, processed_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    card = export_run(mlp_checkpoint, out, data_dir=processed_dir, calibration=200)
+    return out, card
+
+
+def test_metadata_round_trip_follows_the_contract(exported, processed_dir):
+    out, card = exported
+    for name in ("model.onnx", "model.int8.onnx"):
+        meta = metadata.read(out / name)
+        assert set(meta) >= CONTRACT_KEYS
+        assert meta["labels"] == json.loads((processed_dir / "meta.json").read_text())["classes"]
+        assert meta["input_size"] == [32, 32]
+        assert meta["resize"] == "center-crop-resize"
+        assert meta["card"] == card == json.loads((out / "model-card.json").read_text())
+        assert meta["parity"]["passed"] is True
+    assert metadata.read(out / "model.onnx")["quantization"] == "none"
+    assert metadata.read(out / "model.int8.onnx")["quantization"].startswith("int8")
+
+
+def test_graph_takes_uint8_nhwc_with_dynamic_batch(exported):
+    sess = session(exported[0] / "model.onnx")
+    (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+    assert (inp.name, inp.type, inp.shape[1:]) == ("image", "tensor(uint8)", [32, 32, 3])
+    assert (out.name, out.type) == ("logits", "tensor(float)")
+    for n in (1, 7, 64):
+        logits = sess.run(["logits"], {"image": np.zeros((n, 32, 32, 3), np.uint8)})[0]
+        assert logits.shape == (n, 10)
+    onnx.checker.check_model(onnx.load(str(exported[0] / "model.onnx")), full_check=True)
+
+
+def test_version_is_the_weights_hash(exported, mlp_checkpoint):
+    loaded = checkpoint.load(mlp_checkpoint)
+    assert metadata.read(exported[0] / "model.onnx")["version"] == checkpoint.weights_hash(loaded.net)
+    with torch.no_grad():
+        loaded.net.backbone[1].weight[0, 0] += 1
+    assert checkpoint.weights_hash(loaded.net) != metadata.read(exported[0] / "model.onnx")["version"]
+
+
+def test_parity_passes_for_the_exported_graph(exported, mlp_checkpoint, processed_dir):
+    report = verify.check(checkpoint.load(mlp_checkpoint), exported[0] / "model.onnx", processed_dir)
+    assert report.passed
+    assert report.max_abs_diff <= verify.TOLERANCE
+    assert {(c["input"], c["batch"]) for c in report.cases} == {
+        ("test", 1),
+        ("test", 64),
+        ("random", 1),
+        ("random", 64),
+    }
+
+
+def test_parity_fails_for_perturbed_weights(exported, mlp_checkpoint, processed_dir):
+    loaded = checkpoint.load(mlp_checkpoint)
+    with torch.no_grad():
+        loaded.net.backbone[3].bias += 1e-3  # shifts every logit of one network: the ONNX file no longer matches
+    report = verify.check(loaded, exported[0] / "model.onnx", processed_dir)
+    assert not report.passed
+    assert "FAILED" in report.text()
+
+
+def test_parity_fails_for_a_broken_graph(exported, mlp_checkpoint, processed_dir, tmp_path):
+    model = onnx.load(str(exported[0] / "model.onnx"))
+    init = next(i for i in model.graph.initializer if i.dims and len(i.dims) == 1 and i.dims[0] == 10)
+    values = onnx.numpy_helper.to_array(init).copy() + 0.5
+    init.CopyFrom(onnx.numpy_helper.from_array(values, init.name))
+    onnx.save(model, str(tmp_path / "broken.onnx"))
+    assert not verify.check(checkpoint.load(mlp_checkpoint), tmp_path / "broken.onnx", processed_dir).passed
+
+
+def test_quantization_gate_rejects_a_large_accuracy_drop(exported, processed_dir, tmp_path):
+    fp32 = exported[0] / "model.onnx"
+    # Calibrating on black images clips every real activation: the int8 model loses its accuracy.
+    quantize.quantize(fp32, np.zeros((64, 32, 32, 3), np.uint8), tmp_path / "bad.onnx")
+    report = quantize.gate(fp32, tmp_path / "bad.onnx", processed_dir)
+    assert report["fp32_top1"] > 0.5
+    assert not report["passed"]
+    assert report["drop_pp"] > 0.5
+
+
+def test_rejected_quantization_writes_nothing(exported, processed_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(quantize, "calibration_images", lambda count, data_dir: np.zeros((64, 32, 32, 3), np.uint8))
+    with pytest.raises(quantize.QuantizationRejected, match="int8 rejected"):
+        quantize.run(exported[0] / "model.onnx", tmp_path / "model.int8.onnx", processed_dir)
+    assert not (tmp_path / "model.int8.onnx").exists()
+
+
+def test_failed_export_keeps_the_good_model(exported, mlp_checkpoint, processed_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(exported[0], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(verify, "TOLERANCE", -1.0)  # every comparison fails
+    code = export_main([str(mlp_checkpoint), "--out-dir", str(out), "--data-dir", str(processed_dir)])
+    assert code == 1
+    assert "parity check failed" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.ckpt", "not found"),
+        (lambda d: (d / "x.ckpt").write_bytes(b"\x00garbage" * 100) or d / "x.ckpt", "not a readable PyTorch"),
+        (
+            lambda d: torch.save({"state_dict": {}, "hyper_parameters": {"arch": "vgg"}}, d / "v.ckpt") or d / "v.ckpt",
+            "another model class",
+        ),
+        (lambda d: torch.save({"weights": 1}, d / "w.ckpt") or d / "w.ckpt", "not a Lightning checkpoint"),
+    ],
+)
+def test_bad_checkpoints_give_one_line_errors_naming_the_file(make, message, tmp_path, capsys):
+    path = make(tmp_path)
+    assert export_main([str(path), "--out-dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert str(path) in err
+    assert message in err
+
+
+def test_unwritable_output_folder_is_named(mlp_checkpoint, processed_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should be")
+    args = [str(mlp_checkpoint), "--out-dir", str(blocker / "out"), "--data-dir", str(processed_dir)]
+    assert export_main(args) == 1
+    assert f"{blocker / 'out'}: output folder is not writable" in capsys.readouterr().err
+
+
+def test_hflip_tta_graph_averages_the_mirror_image(mlp_checkpoint, processed_dir, tmp_path):
+    loaded = checkpoint.load(mlp_checkpoint)
+    onnx_export.export(loaded, tmp_path / "tta.onnx", hflip_tta=True)
+    assert metadata.read(tmp_path / "tta.onnx")["tta"] == "hflip"
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    got = session(tmp_path / "tta.onnx").run(["logits"], {"image": x})[0]
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        want = ((loaded.net(t) + loaded.net(t.flip(2))) / 2).numpy()
+    assert np.abs(got - want).max() < 1e-4
+    assert verify.check(loaded, tmp_path / "tta.onnx", processed_dir).passed

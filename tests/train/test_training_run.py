@@ -1,0 +1,54 @@
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from train.train import run
+
+
+class Interrupt(L.Callback):
+    """Stops fitting after `epochs` epochs, as a killed background run would (last.ckpt is already written)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        trainer.should_stop = trainer.current_epoch + 1 >= self.epochs
+
+
+@pytest.mark.slow
+def test_mlp_run_resumes_and_writes_a_checkpoint_that_loads_weights_only(cfg_fast, processed_dir, tmp_path):
+    interrupted = [f"+callbacks.interrupt._target_={__name__}.Interrupt", "+callbacks.interrupt.epochs=1", "test=false"]
+    run(cfg_fast("model=mlp", "trainer.max_epochs=3", *interrupted))
+    ckpt_dir = tmp_path / "ckpt" / "mlp"
+    assert torch.load(ckpt_dir / "last.ckpt", weights_only=True)["epoch"] == 1
+
+    results = run(cfg_fast("model=mlp", "trainer.max_epochs=3"))  # resumes from last.ckpt
+    assert results["epochs"] == 3
+    ckpt = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 3
+    assert ckpt["labels"][0] == "airplane"
+    assert ckpt["hyper_parameters"]["arch"] == "mlp"
+    meta = json.loads((processed_dir / "meta.json").read_text())
+    assert torch.allclose(ckpt["state_dict"]["net.preprocess.std"].flatten(), torch.tensor(meta["std"]))
+    saved = json.loads((ckpt_dir / "metrics.json").read_text())
+    assert saved["test_top1"] == results["test_top1"] > 0.5  # synthetic classes are easy: far above 10% chance
+    assert len(saved["confusion_matrix"]) == 10
+    assert set(saved["per_class_accuracy"]) == set(ckpt["labels"])
+
+
+@pytest.mark.slow
+def test_resnet18_run(cfg_fast, tmp_path):
+    results = run(cfg_fast("model=resnet18", "trainer.limit_train_batches=2"))
+    assert (tmp_path / "ckpt" / "resnet18" / "last.ckpt").is_file()
+    assert 0.0 <= results["test_top1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_wandb_logger_works_offline_without_a_server(cfg_fast, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    run(cfg_fast("model=mlp", "logger=wandb", "trainer.limit_train_batches=2"))
+    assert list((tmp_path / "logs" / "wandb").glob("offline-run-*"))
