@@ -7,13 +7,13 @@ export DVC_NO_ANALYTICS := 1
 export WANDB_MODE ?= offline
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test setup venv venv-serve browser linters data lint pytest test-serve-venv \
-        prepare train export repro loadtest clean
+.PHONY: help run serve test setup venv venv-serve browser linters data lint pytest test-serve-venv \
+        prepare train export report ship repro loadtest clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-run: venv-serve  ## start the service (127.0.0.1:8000) and the site (127.0.0.1:8080) with the shipped model
+run serve: venv-serve  ## start the service (127.0.0.1:8000) and the site (127.0.0.1:8080) with the shipped model
 	$(SERVE_VENV)/bin/python scripts/run_local.py
 
 test: setup lint pytest test-serve-venv  ## everything CI runs: setup, lints, the full test suite, serve tests in the serve-only venv
@@ -58,6 +58,21 @@ prepare: venv  ## data/raw -> data/processed
 
 train: venv  ## train with the Hydra config (override with ARGS="model=mlp trainer.max_epochs=1")
 	$(VENV)/bin/python -m train $(ARGS)
+
+export: venv  ## checkpoint -> build/export (fp32 ONNX, parity check, int8 behind the accuracy gate, model card)
+	$(VENV)/bin/python -m export $(or $(CKPT),build/train/ship/last.ckpt) $(ARGS)
+
+report: venv  ## the shipped model's per-class accuracy (Markdown) and confusion matrix (docs/confusion-matrix.png)
+	$(VENV)/bin/python -m export.report shipped/model.int8.onnx
+
+ship: venv  ## promote build/export to shipped/ (git: int8 + card) and models/ (models.dvc: checkpoint + fp32)
+	test -f build/export/model.int8.onnx -a -f build/export/model-card.json
+	mkdir -p shipped models
+	cp build/export/model.int8.onnx build/export/model-card.json shipped/
+	cp build/export/model.onnx build/export/model-card.json models/
+	cp build/train/ship/last.ckpt models/resnet18-cifar10.ckpt
+	cp build/train/ship/metrics.json models/training-metrics.json
+	$(VENV)/bin/dvc add -q models
 
 repro: venv  ## rebuild the whole pipeline with DVC (prepare -> train -> export -> verify -> quantize)
 	$(VENV)/bin/dvc repro

@@ -13,18 +13,17 @@ import json
 import os
 import socket
 import sys
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.site.servers import SERVICE_READY_TIMEOUT, Proc, free_port, site_server, start
+from tests.photos import CIFAR_TEST_TAR, cifar_test_jpeg
+from tests.servers import SERVICE_READY_TIMEOUT, Proc, free_port, site_server, start
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = ROOT / "shipped" / "model.int8.onnx"
-CIFAR_TEST_TAR = ROOT / "data" / "raw" / "cifar10-test.tar.gz"
 ARTIFACTS = ROOT / "artifacts" / "site"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -71,10 +70,7 @@ class Picture:
 def picture() -> Picture:
     """A real CIFAR-10 test image when data/raw is pulled; otherwise a real JPEG drawn here."""
     if CIFAR_TEST_TAR.is_file():
-        with tarfile.open(CIFAR_TEST_TAR) as tar:
-            member = tar.extractfile("test/ship/0000.jpg")
-            assert member is not None
-            return Picture("ship-0000.jpg", member.read(), "image/jpeg", "ship")
+        return Picture("ship-0000.jpg", cifar_test_jpeg("test/ship/0000.jpg"), "image/jpeg", "ship")
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (96, 96), (110, 170, 230))

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.site.servers import ROOT, SERVICE_READY_TIMEOUT, free_port, http_status
+from tests.servers import ROOT, SERVICE_READY_TIMEOUT, free_port, http_status
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from tests.site.servers import free_port, site_server
+from tests.photos import landscape_photo
+from tests.servers import free_port, site_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -65,6 +66,16 @@ def test_upload_a_picture_shows_label_and_bars(site, service, open_page, picture
     if picture.true_label is not None:
         print(f"{picture.name}: true class {picture.true_label}, predicted {label}")
     session.done("02-result")
+
+
+def test_a_640x480_photo_is_classified_in_the_page(site, service, open_page, picture, model_labels):
+    photo = landscape_photo(picture.data)
+    session = open_page(site.url)
+    with session.page.expect_response(lambda r: r.url == f"{service.url}/classify") as response:
+        upload(session, type(picture)("photo-640x480.jpg", photo, "image/jpeg", picture.true_label))
+    assert response.value.status == 200
+    check_result(session, model_labels)
+    session.done("03-photo-640x480")
 
 
 def test_text_file_shows_a_readable_error(site, service, open_page):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SERVICE_READY_TIMEOUT = 90.0  # model load + warm-up on a busy 2-core machine
 SITE_READY_TIMEOUT = 15.0
 

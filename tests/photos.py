@@ -1,0 +1,32 @@
+"""Real pictures for tests that need one: CIFAR-10 test images from data/raw, and a 640x480 photo made from one."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from PIL import Image, ImageFilter
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_TEST_TAR = ROOT / "data" / "raw" / "cifar10-test.tar.gz"
+
+
+def cifar_test_jpeg(member: str) -> bytes:
+    """A member of the raw test tarball, e.g. "test/cat/0000.jpg" (needs `dvc pull`)."""
+    with tarfile.open(CIFAR_TEST_TAR) as tar:
+        data = tar.extractfile(member)
+        assert data is not None, f"{member} not in {CIFAR_TEST_TAR}"
+        return data.read()
+
+
+def landscape_photo(square_jpeg: bytes, size: tuple[int, int] = (640, 480)) -> bytes:
+    """The picture enlarged into the middle of a landscape frame with blurred sides, like a phone photo of it:
+    centre-crop-resize (the model's resize policy) gives back (nearly) the original."""
+    picture = Image.open(io.BytesIO(square_jpeg)).convert("RGB")
+    width, height = size
+    frame = picture.resize(size, Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(24))
+    frame.paste(picture.resize((height, height), Image.Resampling.BICUBIC), ((width - height) // 2, 0))
+    out = io.BytesIO()
+    frame.save(out, "JPEG", quality=90)
+    return out.getvalue()

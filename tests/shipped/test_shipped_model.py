@@ -1,0 +1,88 @@
+"""The model in shipped/ is the one its card describes: accuracy recomputed on the real test set with onnxruntime
+alone, its origin visible through /model, and real photos (not 32x32) classified through /classify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from starlette.testclient import TestClient
+
+from serve.app import create_app
+from serve.settings import DEFAULT_MODEL_PATH, Settings
+from tests.photos import CIFAR_TEST_TAR, cifar_test_jpeg, landscape_photo
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+CARD = DEFAULT_MODEL_PATH.parent / "model-card.json"
+
+# Runs in a fresh interpreter where importing torch fails: the number comes from onnxruntime, numpy and Pillow only.
+# The labels come from the tarball's folder names, mapped through the model's own label list.
+RECOMPUTE = """
+import io, json, sys, tarfile
+sys.modules["torch"] = None
+import numpy as np, onnxruntime as ort
+from PIL import Image
+model, tarball = sys.argv[1], sys.argv[2]
+sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+labels = json.loads(sess.get_modelmeta().custom_metadata_map["labels"])
+images, truth = [], []
+with tarfile.open(tarball) as tar:
+    for member in tar:
+        if member.isfile():
+            images.append(np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")))
+            truth.append(labels.index(member.name.split("/")[1]))
+images, truth = np.stack(images), np.array(truth)
+predicted = np.concatenate([sess.run(["logits"], {"image": images[i:i + 500]})[0].argmax(1)
+                            for i in range(0, len(images), 500)])
+print(json.dumps({"images": len(images), "top1": float((predicted == truth).mean())}))
+"""
+
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    assert DEFAULT_MODEL_PATH.is_file(), f"{DEFAULT_MODEL_PATH} is missing: the repository ships it"
+    return json.loads(CARD.read_text())
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    with TestClient(create_app(Settings())) as client:
+        yield client
+
+
+def test_test_top1_recomputed_without_torch_matches_the_card(card):
+    assert CIFAR_TEST_TAR.is_file(), f"{CIFAR_TEST_TAR} is missing: run `make data` (dvc pull)"
+    done = subprocess.run(
+        [sys.executable, "-c", RECOMPUTE, str(DEFAULT_MODEL_PATH), str(CIFAR_TEST_TAR)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured = json.loads(done.stdout)
+    claimed = card["quantization"]["int8_top1"]
+    print(f"shipped int8 test top-1: measured {measured['top1']:.2%}, card {claimed:.2%}")
+    assert measured["images"] == 10_000
+    assert abs(measured["top1"] - claimed) <= 0.001
+    assert measured["top1"] >= 0.90
+
+
+def test_model_endpoint_names_the_origin(client, card):
+    model = client.get("/model").json()
+    assert model["version"] == card["version"]
+    assert len(model["data_md5"]) == 32
+    assert model["data_md5"] == card["data_md5"]
+    assert model["git_sha"] == card["git_sha"] != "unknown"
+    assert model["config"]["model"]["arch"] == "resnet18"
+    assert model["card"]["quantization"]["int8_top1"] == card["quantization"]["int8_top1"]
+
+
+@pytest.mark.parametrize("member", ["test/cat/0001.jpg", "test/ship/0000.jpg", "test/horse/0002.jpg"])
+def test_a_640x480_photo_gets_the_same_answer_as_its_thumbnail(client, member):
+    thumbnail = client.post("/classify", content=cifar_test_jpeg(member), headers={"Content-Type": "image/jpeg"})
+    photo = client.post("/classify", content=landscape_photo(cifar_test_jpeg(member)),
+                        headers={"Content-Type": "image/jpeg"})  # fmt: skip
+    assert thumbnail.status_code == 200
+    assert photo.status_code == 200, photo.text
+    assert photo.json()["label"] == thumbnail.json()["label"]
