@@ -27,8 +27,8 @@ def command(*args: str) -> str:
 def exported(processed_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("chain")
     command(
-        "-m", "train", "experiment=quick", "logger=none", "~callbacks.progress_bar", "trainer.max_epochs=3",
-        "data.val_size=40", f"paths.data_dir={processed_dir}", f"paths.ckpt_root={work / 'ckpt'}",
+        "-m", "train", "experiment=quick", "logger=none", "~callbacks.progress_bar", "trainer.max_epochs=4",
+        "data.val_size=40", "data.batch_size=32", f"paths.data_dir={processed_dir}", f"paths.ckpt_root={work / 'ckpt'}",
         f"paths.log_dir={work / 'logs'}",
     )  # fmt: skip
     checkpoint = work / "ckpt" / "quick" / "last.ckpt"
