@@ -1,8 +1,10 @@
 import pytest
+import yaml
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
 from tests.train.conftest import compose_config
+from train.paths import PROJECT_ROOT
 
 GROUP_OPTIONS = {
     "model": ["resnet18", "resnet18_pretrained", "mlp"],
@@ -10,7 +12,7 @@ GROUP_OPTIONS = {
     "logger": ["csv", "wandb", "none"],
     "data": ["cifar10"],
     "callbacks": ["default"],
-    "experiment": ["ship", "quick"],
+    "experiment": ["ship_lowres", "ship", "quick"],
 }
 
 
@@ -45,3 +47,22 @@ def test_model_configs_instantiate(option):
 def test_unknown_model_is_a_clear_hydra_error():
     with pytest.raises(ConfigCompositionException, match="nosuchmodel"):
         compose_config(["model=nosuchmodel"])
+
+
+def test_ship_warm_starts_from_the_lowres_stage():
+    lowres, ship = compose_config(["experiment=ship_lowres"]), compose_config(["experiment=ship"])
+    assert lowres.model.arch_kwargs.max_pool is True
+    assert ship.model.arch_kwargs.max_pool is False
+    assert ship.model.init_weights == f"{lowres.paths.ckpt_root}/{lowres.run_name}/last.ckpt"
+    assert ship.data.split_seed == lowres.data.split_seed  # stage 2 never trains on stage 1's validation images
+
+
+def test_sweep_parameters_are_valid_overrides():
+    sweep = yaml.safe_load((PROJECT_ROOT / "configs" / "sweep.yaml").read_text())
+    for key, spec in sweep["parameters"].items():
+        value = spec["values"][0] if "values" in spec else spec["min"]
+        cfg = compose_config([f"{key}={str(value).lower()}"])
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert node == value, key

@@ -52,3 +52,15 @@ def test_wandb_logger_works_offline_without_a_server(cfg_fast, tmp_path, monkeyp
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     run(cfg_fast("model=mlp", "logger=wandb", "trainer.limit_train_batches=2"))
     assert list((tmp_path / "logs" / "wandb").glob("offline-run-*"))
+
+
+def test_init_weights_warm_starts_the_network_from_another_run(mlp_checkpoint):
+    from train.module import LitClassifier
+
+    saved = torch.load(mlp_checkpoint, map_location="cpu", weights_only=True)
+    hparams = {k: v for k, v in saved["hyper_parameters"].items() if k != "init_weights"}
+    fresh = LitClassifier(**hparams)
+    warm = LitClassifier(**hparams, init_weights=str(mlp_checkpoint))
+    for name, tensor in warm.net.state_dict().items():
+        assert torch.equal(tensor, saved["state_dict"][f"net.{name}"]), name
+    assert not all(torch.equal(fresh.net.state_dict()[k], v) for k, v in warm.net.state_dict().items())
