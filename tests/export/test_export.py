@@ -115,20 +115,30 @@ def test_failed_export_keeps_the_good_model(exported, mlp_checkpoint, processed_
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def garbage_file(path):
+    path.write_bytes(b"\x00garbage" * 100)
+    return path
+
+
+def saved(obj):
+    def write(path):
+        torch.save(obj, path)
+        return path
+
+    return write
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda d: d / "missing.ckpt", "not found"),
-        (lambda d: (d / "x.ckpt").write_bytes(b"\x00garbage" * 100) or d / "x.ckpt", "not a readable PyTorch"),
-        (
-            lambda d: torch.save({"state_dict": {}, "hyper_parameters": {"arch": "vgg"}}, d / "v.ckpt") or d / "v.ckpt",
-            "another model class",
-        ),
-        (lambda d: torch.save({"weights": 1}, d / "w.ckpt") or d / "w.ckpt", "not a Lightning checkpoint"),
+        (lambda path: path, "not found"),
+        (garbage_file, "not a readable PyTorch"),
+        (saved({"state_dict": {}, "hyper_parameters": {"arch": "vgg"}}), "another model class"),
+        (saved({"weights": 1}), "not a Lightning checkpoint"),
     ],
 )
 def test_bad_checkpoints_give_one_line_errors_naming_the_file(make, message, tmp_path, capsys):
-    path = make(tmp_path)
+    path = make(tmp_path / "model.ckpt")
     assert export_main([str(path), "--out-dir", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
