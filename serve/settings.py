@@ -32,7 +32,9 @@ class Settings:
     max_pixels: int = 50_000_000
     top_k: int = 5
     batch_max_size: int = 16
-    batch_max_wait_ms: float = 2.0
+    # 0: no lingering. Requests pile up while a batch runs, which batches them anyway; waiting only idled the model
+    # (loadtest, 2 CPUs: +10-20 % throughput and lower p50 at 4 and 16 clients without it).
+    batch_max_wait_ms: float = 0.0
     queue_size: int = 64
     log_level: str = "info"
 

@@ -20,7 +20,7 @@ def test_defaults():
     assert settings.max_pixels == 50_000_000
     assert settings.top_k == 5
     assert settings.batch_max_size == 16
-    assert settings.batch_max_wait_ms == 2.0
+    assert settings.batch_max_wait_ms == 0.0
     assert settings.queue_size == 64
     assert settings.ort_threads == 0
     assert settings.decode_concurrency == 2

@@ -1,0 +1,208 @@
+"""python -m loadtest: the model alone, then each server under closed-loop load, then the soak and SIGTERM checks;
+writes loadtest.json, loadtest.md and loadtest.png into --out-dir. Everything runs on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from loadtest import model_bench, payloads, report, soak
+from loadtest.client import run_level
+from loadtest.servers import Server, naive_spec, noop_spec, service_spec
+from train.paths import PROJECT_ROOT
+
+TARGETS = ("service", "naive", "noop")
+# Beyond the CIFAR sweep at --levels: the larger uploads at the few levels the targets need (a 12-MP decode costs
+# far more than an inference, so their sweep would only repeat the decode time).
+EXTRA_SCENARIOS = {"photo": (1, 16), "phone": (1, 4), "mix": (16,)}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=PROJECT_ROOT / "shipped" / "model.int8.onnx")
+    parser.add_argument("--fp32-model", type=Path, help="also time this fp32 ONNX (default: model.onnx beside --model)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=PROJECT_ROOT / "build" / "train" / "ship" / "last.ckpt",
+        help="Lightning checkpoint of the same network, for the naive server and PyTorch timing",
+    )
+    parser.add_argument("--levels", default="1,4,16,64", help="closed-loop concurrency levels (CIFAR JPEGs)")
+    parser.add_argument("--requests", type=int, default=20000, help="at most this many requests per level")
+    parser.add_argument("--seconds", type=float, default=8.0, help="at most this long per level")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="servers to load: service,naive,noop")
+    parser.add_argument("--soak-seconds", type=float, default=60.0, help="saturation soak of the service (0: skip)")
+    parser.add_argument("--soak-concurrency", type=int, default=128, help="clients in the soak (> QUEUE_SIZE)")
+    parser.add_argument("--payloads", default="cifar,photo,phone,mix", help="scenarios to run: cifar,photo,phone,mix")
+    parser.add_argument("--model-seconds", type=float, default=2.0, help="timing per model measurement (0: skip)")
+    parser.add_argument(
+        "--serve-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="setting for the service (e.g. BATCH_MAX_SIZE=32); repeatable",
+    )
+    parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "benchmarks")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: levels 1,4, 1.5 s each, 3-s soak")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.levels, args.seconds, args.requests = "1,4", min(args.seconds, 1.5), min(args.requests, 300)
+        args.soak_seconds, args.model_seconds = min(args.soak_seconds, 3), min(args.model_seconds, 0.2)
+        args.soak_concurrency = min(args.soak_concurrency, 16)
+    args.levels = [int(n) for n in args.levels.split(",")]
+    args.targets = [t for t in args.targets.split(",") if t]
+    args.payloads = [p for p in args.payloads.split(",") if p]
+    if set(args.payloads) - set(payloads.KINDS):
+        parser.error(f"unknown --payloads; choose from {','.join(payloads.KINDS)}")
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown --targets {sorted(unknown)}; choose from {','.join(TARGETS)}")
+    try:
+        args.serve_env = dict(item.split("=", 1) for item in args.serve_env)
+    except ValueError:
+        parser.error("--serve-env takes KEY=VALUE")
+    if args.fp32_model is None and (args.model.parent / "model.onnx").is_file():
+        args.fp32_model = args.model.parent / "model.onnx"
+    return args
+
+
+def scenarios(levels: list[int], kinds: list[str]) -> dict[str, list[int]]:
+    plan = {"cifar": levels}
+    for kind, wanted in EXTRA_SCENARIOS.items():
+        plan[kind] = [c for c in wanted if c <= max(levels)] or [min(levels)]
+    return {kind: plan[kind] for kind in kinds}
+
+
+def load_level(server: Server, picker: payloads.Picker, kind: str, concurrency: int, args) -> dict:
+    """One level, with the CPU time it cost the server and this client (their sum is bounded by the cores)."""
+    server_cpu, client_cpu = server.cpu_seconds(), os.times()
+    desc = f"{server.spec.name:7} {kind:5} c={concurrency:<3}"
+    with tqdm(total=args.requests, desc=desc, leave=False, unit="req") as bar:
+        result = asyncio.run(
+            run_level(
+                server.url,
+                picker,
+                concurrency=concurrency,
+                max_requests=args.requests,
+                max_seconds=args.seconds,
+                on_done=bar.update,
+            )
+        )
+    summary = result.summary()
+    sent = summary["requests"] + concurrency  # the warm-up sends one per connection
+    now = os.times()
+    summary["server_cpu_ms_per_request"] = round((server.cpu_seconds() - server_cpu) * 1000 / sent, 3)
+    client = now.user + now.system - client_cpu.user - client_cpu.system
+    summary["client_cpu_ms_per_request"] = round(client * 1000 / sent, 3)
+    lat = summary["latency_ms"]
+    tqdm.write(
+        f"{desc} {summary['throughput_rps']:8.1f} req/s  p50 {lat['p50']:8.2f}  p99 {lat['p99']:8.2f} ms  "
+        f"cpu/req server {summary['server_cpu_ms_per_request']:.2f} client {summary['client_cpu_ms_per_request']:.2f}"
+        f" ms  {summary['statuses']}"
+    )
+    return summary
+
+
+def load_server(server: Server, bodies: dict, args: argparse.Namespace) -> dict:
+    record: dict = {"ready_s": round(server.ready_s, 3), "rss_ready_mb": round(server.memory_kb()["VmRSS"] / 1024, 1)}
+    record["scenarios"] = {}
+    for kind, levels in scenarios(args.levels, args.payloads).items():
+        picker = payloads.Picker(bodies, kind)
+        for concurrency in levels:
+            record["scenarios"].setdefault(kind, []).append(load_level(server, picker, kind, concurrency, args))
+    memory = server.memory_kb()
+    record["rss_end_mb"] = round(memory["VmRSS"] / 1024, 1)
+    record["rss_peak_mb"] = round(memory["VmHWM"] / 1024, 1)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A SIGTERM to the load test unwinds like Ctrl-C, so the `finally` blocks stop the servers it started.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.model.is_file():
+        print(f"loadtest: model {args.model} not found (--model)", file=sys.stderr)
+        return 2
+    checkpoint = args.checkpoint if args.checkpoint.is_file() else None
+    if "naive" in args.targets and checkpoint is None:
+        print(
+            f"loadtest: checkpoint {args.checkpoint} not found (--checkpoint, needed by the naive server)",
+            file=sys.stderr,
+        )
+        return 2
+    results: dict = {"machine": report.machine()}
+    results["settings"] = {
+        "model": str(args.model),
+        "checkpoint": str(args.checkpoint),
+        "levels": args.levels,
+        "scenarios": scenarios(args.levels, args.payloads),
+        "max_requests_per_level": args.requests,
+        "max_seconds_per_level": args.seconds,
+        "service_env": args.serve_env,
+        "mix_weights": payloads.MIX_WEIGHTS,
+        "soak_seconds": args.soak_seconds,
+        "soak_concurrency": args.soak_concurrency,
+    }
+    bodies = payloads.build(cifar_count=32 if args.quick else 256)
+    results["payloads"] = payloads.describe(bodies) | {"cifar_source": payloads.source()}
+    if args.model_seconds > 0:
+        print(f"model alone: {args.model}" + (f" vs PyTorch {checkpoint}" if checkpoint else ""), file=sys.stderr)
+        threads = int(args.serve_env.get("ORT_THREADS", "0"))
+        results["model"] = model_bench.run(
+            args.model, checkpoint, fp32_model=args.fp32_model, threads=threads, seconds=args.model_seconds
+        )
+    specs = {
+        "service": lambda: service_spec(args.model, args.serve_env),
+        "naive": lambda: naive_spec(checkpoint),
+        "noop": noop_spec,
+    }
+    results["servers"] = {}
+    for name in args.targets:
+        server = Server(specs[name]())
+        try:
+            results["servers"][name] = load_server(server, bodies, args)
+        finally:
+            code = server.stop()
+        results["servers"][name]["exit_code"] = code
+    if "service" in args.targets and args.soak_seconds > 0:
+        server = Server(service_spec(args.model, args.serve_env))
+        with tqdm(total=int(args.soak_seconds), desc=f"soak c={args.soak_concurrency}", leave=False) as bar:
+
+            def tick(info: dict) -> None:
+                bar.set_postfix(info)
+                bar.update(1)
+
+            try:
+                checks = soak.run(
+                    server,
+                    payloads.Picker(bodies, "mix"),
+                    concurrency=args.soak_concurrency,
+                    seconds=args.soak_seconds,
+                    tick=tick,
+                )
+            finally:
+                server.stop()
+        results |= checks
+        tqdm.write(f"soak: {checks['soak']['statuses']} rss {checks['soak']['rss_mb']}; sigterm: {checks['sigterm']}")
+    paths = report.write(results, args.out_dir)
+    for target in results["targets"]:
+        print(f"  {report.met_text(target['met']):12} {target['target']}: {target['measured']}")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

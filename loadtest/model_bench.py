@@ -1,0 +1,125 @@
+"""The model alone, in this one process and on the same number of threads: PyTorch eager fp32 (what the naive
+server runs) against onnxruntime (int8, and fp32 when given) at batch 1, and onnxruntime's images/s per batch size,
+whose best is the ceiling any server of this model can reach on this machine."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def physical_cores() -> int:
+    """What onnxruntime's default (ORT_THREADS=0) picks: one thread per physical core we may run on."""
+    cores = set()
+    for cpu in os.sched_getaffinity(0):
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add((topology / "physical_package_id").read_text() + (topology / "core_id").read_text())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
+
+
+def timed(run: Callable[[], object], seconds: float, min_calls: int = 5) -> dict:
+    """Median and p99 of one call (ms) and calls/s, after a short warm-up."""
+    for _ in range(3):
+        run()
+    times = []
+    started = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - started < seconds:
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    ms = np.array(times) * 1000
+    return {
+        "calls": len(times),
+        "median_ms": round(float(np.median(ms)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "calls_per_s": round(len(times) / (time.perf_counter() - started), 2),
+    }
+
+
+def torch_batch1(checkpoint: Path, images: np.ndarray, threads: int, seconds: float) -> dict:
+    import torch
+
+    from export.checkpoint import load
+
+    torch.set_num_threads(threads)
+    loaded = load(checkpoint)
+    batch = torch.from_numpy(images[:1])
+    with torch.inference_mode():
+        result = timed(lambda: loaded.net(batch), seconds)
+    return {"arch": loaded.arch, "arch_kwargs": loaded.hparams.get("arch_kwargs") or {}, **result}
+
+
+def spinning_session(path: Path, threads: int):
+    """The service's session options (serve.model.load_model) except that idle intra-op threads may spin: faster
+    for the model alone, but the service turns it off because spinning threads take the CPUs its decoding needs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda images: session.run(["logits"], {"image": images})[0]
+
+
+def sweep(run: Callable[[np.ndarray], object], images: np.ndarray, seconds: float) -> dict:
+    rates = {}
+    for size in BATCH_SIZES:
+        batch = np.ascontiguousarray(np.resize(images, (size, *images.shape[1:])))
+        result = timed(lambda b=batch: run(b), seconds, min_calls=3)
+        rates[str(size)] = {**result, "images_per_s": round(result["calls_per_s"] * size, 1)}
+    return rates
+
+
+def onnx_model(path: Path, threads: int, seconds: float, sweep_batches: bool) -> tuple[dict, np.ndarray]:
+    """(results, the random uint8 images used, shaped for this model)."""
+    from serve.model import load_model  # the service's own session options
+
+    model = load_model(path, threads=threads)
+    images = np.random.default_rng(0).integers(0, 256, (64, *model.input_size, 3), dtype=np.uint8)
+    out: dict = {"path": str(path), "quantization": model.metadata.get("quantization", "none"), "name": model.name}
+    out["batch1"] = timed(lambda: model.run(images[:1]), seconds)
+    if sweep_batches:
+        out["batches"] = sweep(model.run, images, seconds / 2)
+        out["batches_spinning"] = sweep(spinning_session(path, threads), images, seconds / 2)
+        # The model's ceiling is the best of both: comparing the service with it must not flatter the service.
+        best = max(
+            (
+                (options, size, rate["images_per_s"])
+                for options in ("batches", "batches_spinning")
+                for size, rate in out[options].items()
+            ),
+            key=lambda entry: entry[2],
+        )
+        out["peak"] = {"batch": int(best[1]), "images_per_s": best[2], "spinning": best[0] == "batches_spinning"}
+    return out, images
+
+
+def run(
+    model: Path,
+    checkpoint: Path | None,
+    *,
+    fp32_model: Path | None = None,
+    threads: int = 0,
+    seconds: float = 2.0,
+) -> dict:
+    threads = threads or physical_cores()
+    result: dict = {"threads": threads}
+    result["onnxruntime"], images = onnx_model(model, threads, seconds, sweep_batches=True)
+    if fp32_model is not None and fp32_model.is_file():
+        result["onnxruntime_fp32"], _ = onnx_model(fp32_model, threads, seconds, sweep_batches=False)
+    if checkpoint is not None:
+        result["torch_eager_fp32"] = torch_batch1(checkpoint, images, threads, seconds)
+        torch_ms = result["torch_eager_fp32"]["median_ms"]
+        result["speedup_batch1"] = round(torch_ms / result["onnxruntime"]["batch1"]["median_ms"], 2)
+    return result
