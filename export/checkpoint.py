@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from export.errors import ExportError
-from train.models import ARCHITECTURES, Classifier, build
+from train.models import ARCHITECTURES, Classifier, build, network_state
 
 
 @dataclass
@@ -57,9 +57,8 @@ def load(path: Path) -> LoadedCheckpoint:
     if arch == "resnet18_pretrained":
         kwargs["download"] = False  # the checkpoint's weights replace ImageNet's: exporting never downloads
     net = build(arch, num_classes, **kwargs)
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     try:
-        net.load_state_dict(state, strict=True)
+        net.load_state_dict(network_state(ckpt["state_dict"]), strict=True)
     except RuntimeError as exc:
         raise ExportError(f"{path}: weights do not fit a {hparams['arch']} network ({exc})") from exc
     net.eval()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_READY_TIMEOUT = 90.0  # model load + warm-up on a busy 2-core machine
 SITE_READY_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_status(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> int:

@@ -82,3 +82,8 @@ def build(arch: str, num_classes: int, **kwargs) -> Classifier:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     return Classifier(ARCHITECTURES[arch](num_classes, **kwargs))
+
+
+def network_state(module_state: dict) -> dict:
+    """The network's weights out of a `LitClassifier` state dict (its `net.` prefix removed)."""
+    return {k.removeprefix("net."): v for k, v in module_state.items() if k.startswith("net.")}

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from train import augment
-from train.models import build
+from train.models import build, network_state
 
 
 class LitClassifier(L.LightningModule):
@@ -34,7 +34,9 @@ class LitClassifier(L.LightningModule):
         self.save_hyperparameters()
         self.net = build(arch, num_classes, **(arch_kwargs or {}))
         if init_weights:
-            self.net.load_state_dict(_network_weights(init_weights), strict=True)
+            # A warm start (unlike resume: fresh optimiser and schedule).
+            warm = torch.load(init_weights, map_location="cpu", weights_only=True)["state_dict"]
+            self.net.load_state_dict(network_state(warm), strict=True)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.labels: list[str] = [str(i) for i in range(num_classes)]
@@ -131,9 +133,3 @@ class LitClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.labels = list(checkpoint.get("labels", self.labels))
-
-
-def _network_weights(checkpoint: str) -> dict[str, torch.Tensor]:
-    """Network weights from another run's checkpoint: a warm start (unlike resume: fresh optimiser, schedule)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
