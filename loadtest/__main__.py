@@ -30,8 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        default=PROJECT_ROOT / "build" / "train" / "ship" / "last.ckpt",
-        help="Lightning checkpoint of the same network, for the naive server and PyTorch timing",
+        default=PROJECT_ROOT / "models" / "resnet18-cifar10.ckpt",
+        help="Lightning checkpoint of the same network, for the naive server and PyTorch timing (default: the "
+        "shipped model's, tracked by models.dvc)",
     )
     parser.add_argument("--levels", default="1,4,16,64", help="closed-loop concurrency levels (CIFAR JPEGs)")
     parser.add_argument("--requests", type=int, default=20000, help="at most this many requests per level")
