@@ -29,7 +29,11 @@ class FlipAverage(nn.Module):
         self.net = net
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return (self.net(image) + self.net(image.flip(2))) / 2
+        # One call on the doubled batch, not two calls: the graph then holds each weight once (the int8 quantizer
+        # would copy them per call), and the runtime runs one bigger batch.
+        count = image.shape[0]
+        logits = self.net(torch.cat([image, image.flip(2)]))
+        return (logits[:count] + logits[count:]) / 2
 
 
 def git_sha() -> str:

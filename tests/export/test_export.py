@@ -12,6 +12,7 @@ from export import checkpoint, metadata, onnx_export, quantize, verify
 from export.__main__ import main as export_main
 from export.__main__ import run as export_run
 from export.evaluation import session
+from train.models import build
 
 CONTRACT_KEYS = {"labels", "input_size", "resize", "model_name", "version", "created", "git_sha", "data_md5",
                  "metrics", "parity", "quantization", "config", "card"}  # fmt: skip
@@ -165,3 +166,20 @@ def test_hflip_tta_graph_averages_the_mirror_image(mlp_checkpoint, processed_dir
         want = ((loaded.net(t) + loaded.net(t.flip(2))) / 2).numpy()
     assert np.abs(got - want).max() < 1e-4
     assert verify.check(loaded, tmp_path / "tta.onnx", processed_dir).passed
+
+
+@pytest.mark.slow
+def test_hflip_tta_int8_graph_holds_each_weight_once(processed_dir, tmp_path):
+    # ResNet-18 (untrained): its BatchNorms are folded into the convolutions before quantization, and a graph that
+    # ran the network twice got a folded copy of every weight per run.
+    labels = json.loads((processed_dir / "meta.json").read_text())["classes"]
+    net = build("resnet18", len(labels), max_pool=True).eval()
+    loaded = checkpoint.LoadedCheckpoint(tmp_path / "none.ckpt", net, labels, {"arch": "resnet18"})
+    calibration = quantize.calibration_images(16, processed_dir)
+    sizes = {}
+    for tta in (False, True):
+        fp32, int8 = tmp_path / f"{tta}.onnx", tmp_path / f"{tta}.int8.onnx"
+        onnx_export.export(loaded, fp32, hflip_tta=tta)
+        quantize.quantize(fp32, calibration, int8)
+        sizes[tta] = int8.stat().st_size
+    assert sizes[True] <= sizes[False] * 1.01, sizes  # the mirror image goes through the same weights
