@@ -7,27 +7,37 @@ import torch
 from train.train import run
 
 
-class Interrupt(L.Callback):
-    """Stops fitting after `epochs` epochs, as a killed background run would (last.ckpt is already written)."""
+class Killed(Exception):
+    """What a background run meets when the machine goes away: no hook after it runs."""
 
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        trainer.should_stop = trainer.current_epoch + 1 >= self.epochs
+class Kill(L.Callback):
+    """Kills fitting as epoch `epoch` starts; everything before it must already be on disk."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise Killed
 
 
 @pytest.mark.slow
-def test_mlp_run_resumes_and_writes_a_checkpoint_that_loads_weights_only(cfg_fast, processed_dir, tmp_path):
-    interrupted = [f"+callbacks.interrupt._target_={__name__}.Interrupt", "+callbacks.interrupt.epochs=1", "test=false"]
-    run(cfg_fast("model=mlp", "trainer.max_epochs=3", *interrupted))
+def test_mlp_run_killed_mid_way_resumes_and_writes_a_checkpoint_that_loads_weights_only(
+    cfg_fast, processed_dir, tmp_path
+):
+    killed = [f"+callbacks.kill._target_={__name__}.Kill", "+callbacks.kill.epoch=2", "test=false"]
+    with pytest.raises(Killed):
+        run(cfg_fast("model=mlp", "trainer.max_epochs=3", *killed))
     ckpt_dir = tmp_path / "ckpt" / "mlp"
-    assert torch.load(ckpt_dir / "last.ckpt", weights_only=True)["epoch"] == 1
+    at_kill = torch.load(ckpt_dir / "last.ckpt", weights_only=True)
+    assert at_kill["epoch"] == 1  # saved as the second epoch (index 1) ended: no finished epoch is lost
+    steps_per_epoch = at_kill["global_step"] // 2
 
     results = run(cfg_fast("model=mlp", "trainer.max_epochs=3"))  # resumes from last.ckpt
     assert results["epochs"] == 3
     ckpt = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["epoch"] == 3
+    assert ckpt["global_step"] == 3 * steps_per_epoch  # the resumed run ran the third epoch only
     assert ckpt["labels"][0] == "airplane"
     assert ckpt["hyper_parameters"]["arch"] == "mlp"
     meta = json.loads((processed_dir / "meta.json").read_text())
