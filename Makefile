@@ -6,6 +6,8 @@ SERVE_VENV := .venv-serve
 export DVC_NO_ANALYTICS := 1
 export WANDB_MODE ?= offline
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The training run the shipped model comes from: the last training stage of dvc.yaml.
+SHIP_RUN := build/train/ship-refine
 
 .PHONY: help run serve test setup venv venv-serve browser linters data lint pytest test-serve-venv \
         prepare train export report ship repro loadtest clean
@@ -60,7 +62,7 @@ train: venv  ## train with the Hydra config (override with ARGS="model=mlp train
 	$(VENV)/bin/python -m train $(ARGS)
 
 export: venv  ## checkpoint -> build/export (fp32 ONNX, parity check, int8 behind the accuracy gate, model card)
-	$(VENV)/bin/python -m export $(or $(CKPT),build/train/ship/last.ckpt) $(ARGS)
+	$(VENV)/bin/python -m export $(or $(CKPT),$(SHIP_RUN)/last.ckpt) $(ARGS)
 
 report: venv  ## the shipped model's per-class accuracy (Markdown) and confusion matrix (docs/confusion-matrix.png)
 	$(VENV)/bin/python -m export.report shipped/model.int8.onnx
@@ -70,8 +72,8 @@ ship: venv  ## promote build/export to shipped/ (git: int8 + card) and models/ (
 	mkdir -p shipped models
 	cp build/export/model.int8.onnx build/export/model-card.json shipped/
 	cp build/export/model.onnx build/export/model-card.json models/
-	cp build/train/ship/last.ckpt models/resnet18-cifar10.ckpt
-	cp build/train/ship/metrics.json models/training-metrics.json
+	cp $(SHIP_RUN)/last.ckpt models/resnet18-cifar10.ckpt
+	cp $(SHIP_RUN)/metrics.json models/training-metrics.json
 	$(VENV)/bin/dvc add -q models
 
 repro: venv  ## rebuild the whole pipeline with DVC (prepare -> train -> export -> verify -> quantize)

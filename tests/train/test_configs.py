@@ -57,6 +57,15 @@ def test_ship_warm_starts_from_the_lowres_stage():
     assert ship.data.split_seed == lowres.data.split_seed  # stage 2 never trains on stage 1's validation images
 
 
+def test_refine_continues_the_ship_stage_with_the_same_network_and_split():
+    ship, refine = compose_config(["experiment=ship"]), compose_config(["experiment=ship_refine"])
+    assert refine.model.init_weights == f"{ship.paths.ckpt_root}/{ship.run_name}/last.ckpt"
+    assert refine.run_name != ship.run_name  # its own checkpoint folder: stage 2's stays the warm start
+    assert refine.model.arch_kwargs == ship.model.arch_kwargs
+    assert (refine.data.val_size, refine.data.split_seed) == (ship.data.val_size, ship.data.split_seed)
+    assert refine.model.lr < ship.model.lr
+
+
 def test_sweep_parameters_are_valid_overrides():
     sweep = yaml.safe_load((PROJECT_ROOT / "configs" / "sweep.yaml").read_text())
     for key, spec in sweep["parameters"].items():
