@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export WANDB_MODE ?= offline
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The training run the shipped model comes from: the last training stage of dvc.yaml.
-SHIP_RUN := build/train/ship
+SHIP_RUN := build/train/ship-gpu
 
 .PHONY: help run serve test setup venv venv-serve browser linters data lint pytest test-serve-venv \
         prepare train export report ship repro loadtest clean

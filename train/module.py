@@ -27,6 +27,7 @@ class LitClassifier(L.LightningModule):
         pct_start: float = 0.25,
         crop_padding: int = 4,
         hflip: bool = True,
+        cutout: int = 0,
         channels_last: bool = True,
         init_weights: str | None = None,
     ) -> None:
@@ -64,6 +65,8 @@ class LitClassifier(L.LightningModule):
                 images = augment.random_crop(images, self.hparams.crop_padding)
             if self.hparams.hflip:
                 images = augment.random_hflip(images)
+            if self.hparams.cutout:
+                images = augment.random_cutout(images, self.hparams.cutout)
         return images, labels
 
     def _step(self, batch, metric) -> torch.Tensor:

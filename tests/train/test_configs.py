@@ -12,7 +12,7 @@ GROUP_OPTIONS = {
     "logger": ["csv", "wandb", "none"],
     "data": ["cifar10"],
     "callbacks": ["default"],
-    "experiment": ["ship_lowres", "ship", "quick"],
+    "experiment": ["ship_gpu", "ship_lowres", "ship", "ship_refine", "quick"],
 }
 
 
@@ -64,6 +64,16 @@ def test_refine_continues_the_ship_stage_with_the_same_network_and_split():
     assert refine.model.arch_kwargs == ship.model.arch_kwargs
     assert (refine.data.val_size, refine.data.split_seed) == (ship.data.val_size, ship.data.split_seed)
     assert refine.model.lr < ship.model.lr
+
+
+def test_gpu_recipe_trains_from_scratch_on_the_same_split():
+    gpu, lowres = compose_config(["experiment=ship_gpu"]), compose_config(["experiment=ship_lowres"])
+    assert gpu.trainer.accelerator == "gpu"
+    assert gpu.trainer.precision == "bf16-mixed"
+    assert gpu.model.init_weights is None
+    assert gpu.model.arch_kwargs.max_pool is False
+    assert gpu.model.cutout > 0
+    assert (gpu.data.val_size, gpu.data.split_seed) == (lowres.data.val_size, lowres.data.split_seed)
 
 
 def test_sweep_parameters_are_valid_overrides():

@@ -61,3 +61,16 @@ def test_hflip_mirrors_about_half_the_images():
     kept = [torch.equal(o, i) for o, i in zip(out, images, strict=True)]
     assert all(f or k for f, k in zip(flipped, kept, strict=True))
     assert 60 < sum(flipped) < 140
+
+
+def test_cutout_zeroes_one_square_per_image_and_keeps_the_rest():
+    images = torch.full((64, 12, 12, 3), 7, dtype=torch.uint8)
+    out = augment.random_cutout(images, size=4, generator=torch.Generator().manual_seed(0))
+    for img in out:
+        zeroed = (img == 0).all(-1)
+        rows, cols = zeroed.any(1).nonzero().flatten(), zeroed.any(0).nonzero().flatten()
+        assert 1 <= len(rows) <= 4
+        assert 1 <= len(cols) <= 4
+        assert zeroed.sum() == len(rows) * len(cols)  # one rectangle
+        assert (img[~zeroed] == 7).all()
+    assert sum(int((o == 0).all(-1).sum()) == 16 for o in out) > 16  # most squares lie inside
