@@ -56,6 +56,16 @@ def test_resnet18_run(cfg_fast, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_gpu_recipe_runs_on_cpu_with_cutout(cfg_fast, tmp_path):
+    # The shipped model's recipe (no max-pool, Cutout, its LR) on a few batches: every code path but the GPU's.
+    cfg = cfg_fast("experiment=ship_gpu", "trainer.accelerator=cpu", "trainer.limit_train_batches=2")
+    assert cfg.model.cutout > 0
+    results = run(cfg)
+    assert (tmp_path / "ckpt" / "ship-gpu" / "last.ckpt").is_file()
+    assert results["config"]["model"]["cutout"] == cfg.model.cutout
+
+
+@pytest.mark.slow
 def test_wandb_logger_works_offline_without_a_server(cfg_fast, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
