@@ -123,9 +123,9 @@ def targets(results: dict) -> list[dict]:
     )
     soak = results.get("soak")
     if soak:
-        resent = f", {soak['resent']} resent" if "resent" in soak else ""
         measured = (
-            f"{soak['seconds']:.0f} s at concurrency {soak['concurrency']}: {soak['statuses']}{resent}; RSS "
+            f"{soak['seconds']:.0f} s at concurrency {soak['concurrency']}: {soak['statuses']}, "
+            f"{soak['resent']} resent; RSS "
             f"{soak['rss_mb']['first']:.0f} -> {soak['rss_mb']['last']:.0f} MB (max {soak['rss_mb']['max']:.0f})"
         )
         out.append(
