@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):  # as in serve: exit 0 after uvicorn's graceful shutdown
         signal.signal(signum, lambda *_: None)
     level = os.environ.get("LOG_LEVEL", "warning")
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level=level, server_header=False, lifespan="on")
+    uvicorn.run(
+        app, host="127.0.0.1", port=args.port, log_level=level, http="httptools", server_header=False, lifespan="on"
+    )
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from serve.settings import Settings
 from train.paths import PROJECT_ROOT
 
-# Every server runs with uvicorn's defaults as `python -m serve` sets them (1 worker, h11, no server header) and
+# Every server runs with uvicorn's defaults as `python -m serve` sets them (1 worker, httptools, no server header) and
 # logs at warning: an access-log line per request would be part of what is measured otherwise.
 COMMON_ENV = {"HOST": "127.0.0.1", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
 # Service settings in the caller's environment would silently change what is measured: only --serve-env sets them.

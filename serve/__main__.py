@@ -32,6 +32,7 @@ def main() -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        http="httptools",  # named, not "auto": a missing parser fails the start instead of falling back to h11
         server_header=False,
         lifespan="on",
     )

@@ -138,7 +138,9 @@ def dead_api_url() -> Iterator[str]:
 # --- the browser --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Module scope: while Playwright's sync API is open it runs an event loop in this thread, and any later test that
+# calls asyncio.run() (the load-test tests) would fail if the browser outlived the site tests.
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (scripts/setup-browser.sh)")
