@@ -69,7 +69,7 @@ class MicroBatcher:
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        """A place in the bounded queue, held while the request decodes, waits and is inferred."""
+        """A place in the bounded queue, held while the request receives its upload, decodes, waits and is inferred."""
         if self._held >= self._capacity:
             raise Overloaded
         self._held += 1

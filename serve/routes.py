@@ -29,10 +29,12 @@ async def classify(request: Request) -> Response:
     state = request.app.state
     if not state.ready:
         raise not_ready()
-    data = await read_upload(request, state.settings.max_body_bytes)
     model = state.model
     try:
+        # The slot before the body: a full queue answers 503 at once, without receiving or buffering the upload,
+        # so saturation costs no body reads and at most `queue_size` bodies are ever in memory.
         with state.batcher.slot():
+            data = await read_upload(request, state.settings.max_body_bytes)
             started = perf_counter()
             pixels = await anyio.to_thread.run_sync(
                 partial(

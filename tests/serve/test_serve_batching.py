@@ -90,6 +90,27 @@ def test_queue_full_is_503_with_retry_after(make_client, gated_model, red_png):
     assert sample(client, "serve_queue_depth") == 0
 
 
+def test_a_full_queue_refuses_without_reading_the_body(make_client, gated_model, red_png):
+    client = make_client(model=gated_model, queue_size=1, batch_max_size=1)
+    gated_model.close()
+    reads = []
+
+    def upload():  # the test client pulls it only when the app asks for the body
+        reads.append(len(red_png))
+        yield red_png
+
+    with ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(client.post, "/classify", content=red_png)
+        assert gated_model.entered.wait(10)  # the one slot is taken
+        refused = client.post("/classify", content=upload())
+        gated_model.open()
+        assert holder.result(10).status_code == 200
+    assert refused.status_code == 503
+    assert reads == []  # refused before a byte of the body was received: saturation buffers no uploads
+    assert client.post("/classify", content=upload()).status_code == 200
+    assert reads == [len(red_png)]
+
+
 def test_readyz_is_503_until_the_model_is_loaded_and_warm(make_settings, red_png):
     app = create_app(make_settings())
     cold = TestClient(app)  # not entered: the lifespan (load + warm-up) has not run
