@@ -14,6 +14,7 @@ ERROR_TITLES = {
     "not_an_image": "That is not a picture we can read",
     "corrupt_image": "The picture is damaged",
     "body_too_large": "The file is too big",
+    "body_timeout": "The upload took too long",
     "too_many_pixels": "The picture has too many pixels",
     "overloaded": "The service is busy",
     "not_ready": "The service is starting",

@@ -110,13 +110,17 @@ def openapi_spec() -> dict[str, Any]:
                 "(`missing_file`), empty file (`empty_file`)"
             ),
             "405": _error("method not allowed (`method_not_allowed`); the `Allow` header lists the methods"),
+            "408": _error("the upload did not arrive within BODY_TIMEOUT_S (`body_timeout`); the connection is closed"),
             "413": _error(
                 "body over MAX_BODY_BYTES (`body_too_large`, refused before reading it) or image over "
                 "MAX_PIXELS (`too_many_pixels`, refused before decoding)"
             ),
             "415": _error("not an image, or a format the service does not read (`not_an_image`)"),
             "422": _error("an image that cannot be decoded: corrupt or truncated (`corrupt_image`)"),
-            "503": _error("queue full (`overloaded`) or model not ready (`not_ready`)", retry=True),
+            "503": _error(
+                "queue full (`overloaded`, answered before the body is read) or model not ready (`not_ready`)",
+                retry=True,
+            ),
         },
     }
     return {

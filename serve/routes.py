@@ -34,7 +34,7 @@ async def classify(request: Request) -> Response:
         # The slot before the body: a full queue answers 503 at once, without receiving or buffering the upload,
         # so saturation costs no body reads and at most `queue_size` bodies are ever in memory.
         with state.batcher.slot():
-            data = await read_upload(request, state.settings.max_body_bytes)
+            data = await read_upload(request, state.settings.max_body_bytes, state.settings.body_timeout_s)
             started = perf_counter()
             pixels = await anyio.to_thread.run_sync(
                 partial(

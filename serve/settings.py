@@ -29,6 +29,8 @@ class Settings:
     ort_threads: int = 0
     decode_concurrency: int = 2
     max_body_bytes: int = 10 * 1024 * 1024
+    # A slow upload holds a queue slot while it trickles in; past this it is cut off (Cloud Run's own timeout is 30 s).
+    body_timeout_s: float = 20.0
     max_pixels: int = 50_000_000
     top_k: int = 5
     batch_max_size: int = 16
@@ -66,6 +68,7 @@ class Settings:
             ort_threads=get("ORT_THREADS", int, cls.ort_threads, minimum=0),
             decode_concurrency=get("DECODE_CONCURRENCY", int, cls.decode_concurrency, minimum=1),
             max_body_bytes=get("MAX_BODY_BYTES", int, cls.max_body_bytes, minimum=1),
+            body_timeout_s=get("BODY_TIMEOUT_S", float, cls.body_timeout_s, minimum=0.001),
             max_pixels=get("MAX_PIXELS", int, cls.max_pixels, minimum=1),
             top_k=get("TOP_K", int, cls.top_k, minimum=1),
             batch_max_size=get("BATCH_MAX_SIZE", int, cls.batch_max_size, minimum=1),

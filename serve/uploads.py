@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -12,9 +13,17 @@ from serve.errors import ApiError
 MULTIPART = "multipart/form-data"
 
 
-async def read_upload(request: Request, limit: int) -> bytes:
-    """The image bytes of a raw body or of the multipart `file` field; never buffers more than `limit`."""
-    body = await read_body(request, limit)
+async def read_upload(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The image bytes of a raw body or of the multipart `file` field; never buffers more than `limit`, and gives
+    the upload `timeout_s` seconds to arrive."""
+    try:
+        with anyio.fail_after(timeout_s):
+            body = await read_body(request, limit)
+    except TimeoutError:
+        # Connection: close, so the rest of a trickling upload is not read on a connection nobody will reuse.
+        raise ApiError(
+            408, "body_timeout", f"the upload did not arrive within {timeout_s:g} s", {"Connection": "close"}
+        ) from None
     if not body:
         raise ApiError(400, "empty_body", "the request body is empty; send the image bytes or a form with `file`")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

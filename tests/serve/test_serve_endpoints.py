@@ -82,7 +82,7 @@ def test_openapi_lists_every_endpoint_and_status(client):
     assert spec["openapi"].startswith("3.")
     assert set(spec["paths"]) == {"/classify", "/healthz", "/readyz", "/model", "/metrics", "/openapi.json", "/docs"}
     classify = spec["paths"]["/classify"]["post"]
-    assert set(classify["responses"]) == {"200", "400", "405", "413", "415", "422", "503"}
+    assert set(classify["responses"]) == {"200", "400", "405", "408", "413", "415", "422", "503"}
     assert "multipart/form-data" in classify["requestBody"]["content"]
     # every route of the app is described
     routes = {route.path for route in client.app.routes}

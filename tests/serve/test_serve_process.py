@@ -160,6 +160,28 @@ def test_real_server_refuses_a_huge_declared_body_without_reading_it(server):
 
 
 @pytest.mark.slow
+def test_real_server_cuts_off_a_trickling_upload_and_frees_its_slot(model_path):
+    server = Server(model_path, BODY_TIMEOUT_S="0.5", QUEUE_SIZE="1")  # one slot: a leaked one would 503 below
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            head = b"POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+            sock.sendall(head + b"Content-Length: 1000\r\n\r\n" + jpeg((255, 0, 0))[:10])  # 10 of 1,000 bytes
+            started = time.monotonic()
+            received = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                received += chunk
+            waited = time.monotonic() - started
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ")
+        assert json.loads(body)["error"] == "body_timeout"
+        assert 0.4 < waited < 5
+        status, _, _ = server.request("/classify", jpeg((255, 0, 0)), {"Content-Type": "image/jpeg"})
+        assert status == 200  # the slot the slow upload held is free again
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.slow
 def test_sigterm_lets_in_flight_batches_finish(slow_model_path):
     server = Server(slow_model_path, BATCH_MAX_SIZE="8")
     upload = jpeg((0, 0, 255))

@@ -17,6 +17,7 @@ def test_defaults():
     assert settings.model_path == Path(serve.__file__).resolve().parent.parent / "shipped" / "model.int8.onnx"
     assert settings.cors_origins == ()
     assert settings.max_body_bytes == 10 * 1024 * 1024
+    assert settings.body_timeout_s == 20.0
     assert settings.max_pixels == 50_000_000
     assert settings.top_k == 5
     assert settings.batch_max_size == 16
@@ -36,6 +37,7 @@ def test_every_variable_is_read():
         "ORT_THREADS": "2",
         "DECODE_CONCURRENCY": "3",
         "MAX_BODY_BYTES": "1000",
+        "BODY_TIMEOUT_S": "2.5",
         "MAX_PIXELS": "2000",
         "TOP_K": "3",
         "BATCH_MAX_SIZE": "8",
@@ -51,6 +53,7 @@ def test_every_variable_is_read():
         ort_threads=2,
         decode_concurrency=3,
         max_body_bytes=1000,
+        body_timeout_s=2.5,
         max_pixels=2000,
         top_k=3,
         batch_max_size=8,
@@ -70,6 +73,7 @@ def test_empty_values_mean_default():
         ({"PORT": "eighty"}, "PORT='eighty' is not a valid int"),
         ({"TOP_K": "0"}, "TOP_K='0' must be at least 1"),
         ({"QUEUE_SIZE": "-1"}, "QUEUE_SIZE='-1' must be at least 1"),
+        ({"BODY_TIMEOUT_S": "0"}, "BODY_TIMEOUT_S='0' must be at least 0.001"),
         ({"BATCH_MAX_WAIT_MS": "soon"}, "BATCH_MAX_WAIT_MS='soon' is not a valid float"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not one of"),
     ],
