@@ -48,6 +48,7 @@ while todo:
             todo.append(dep)
 serving = sum(dist_size(metadata.distribution(name)) for name in seen)
 mb = 1024 * 1024
-print(f"serve venv site-packages: {total / mb:.0f} MB (goal <= 200 MB); of which the serving dependencies "
-      f"({len(seen)} distributions): {serving / mb:.0f} MB, test tools and pip/setuptools: {(total - serving) / mb:.0f} MB")
+# The goal is for what the serving image installs (these dependencies alone, pip removed), not for the test tools.
+print(f"serving dependencies ({len(seen)} distributions, what the image installs): {serving / mb:.0f} MB "
+      f"(goal <= 200 MB); the whole serve venv: {total / mb:.0f} MB with test tools and pip/setuptools")
 PY
