@@ -13,7 +13,7 @@ from starlette.routing import Route
 from serve.batching import NotRunning, Overloaded
 from serve.errors import ApiError
 from serve.fragments import result_fragment, wants_html
-from serve.imaging import to_model_input
+from serve.imaging import to_model_input, to_model_input_if_cheap
 from serve.openapi import DOCS_CSP, docs_page, openapi_spec
 from serve.scoring import answer
 from serve.uploads import read_upload
@@ -36,16 +36,12 @@ async def classify(request: Request) -> Response:
         with state.batcher.slot():
             data = await read_upload(request, state.settings.max_body_bytes, state.settings.body_timeout_s)
             started = perf_counter()
-            pixels = await anyio.to_thread.run_sync(
-                partial(
-                    to_model_input,
-                    data,
-                    size=model.input_size,
-                    policy=model.resize,
-                    max_pixels=state.settings.max_pixels,
-                ),
-                limiter=state.decode_limiter,
-            )
+            options = {"size": model.input_size, "policy": model.resize, "max_pixels": state.settings.max_pixels}
+            # A thumbnail is decoded right here; anything bigger in a decode thread, off the event loop.
+            pixels = to_model_input_if_cheap(data, **options)
+            if pixels is None:
+                convert = partial(to_model_input, data, **options)
+                pixels = await anyio.to_thread.run_sync(convert, limiter=state.decode_limiter)
             state.metrics.decode_seconds.observe(perf_counter() - started)
             logits = await state.batcher.infer(pixels)
     except Overloaded:

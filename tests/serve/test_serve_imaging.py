@@ -7,7 +7,15 @@ import pytest
 from PIL import Image
 
 from serve.errors import ApiError
-from serve.imaging import center_crop_resize, decode, prepare, to_model_input, to_rgb
+from serve.imaging import (
+    INLINE_MAX_BYTES,
+    center_crop_resize,
+    decode,
+    prepare,
+    to_model_input,
+    to_model_input_if_cheap,
+    to_rgb,
+)
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -183,3 +191,35 @@ def test_zero_pixels_wanted_is_an_api_error():
     with pytest.raises(ApiError) as error:
         decode(b"GIF89a" + b"\0" * 20, min_side=8, max_pixels=10**8)
     assert error.value.status in (415, 422)
+
+
+@pytest.mark.parametrize(
+    ("size", "fmt", "save", "inline"),
+    [
+        ((32, 32), "JPEG", {}, True),  # a CIFAR-size upload
+        ((128, 128), "PNG", {}, True),
+        ((129, 128), "PNG", {}, False),  # over INLINE_MAX_PIXELS
+        ((64, 64), "JPEG", {"progressive": True}, False),  # scans a crafted file can multiply
+        ((640, 480), "JPEG", {}, False),
+    ],
+)
+def test_only_cheap_uploads_are_decoded_inline_and_to_the_same_pixels(encode, two_tone, size, fmt, save, inline):
+    data = encode(two_tone(size=size), fmt, **save)
+    options = {"size": (32, 32), "policy": "center-crop-resize", "max_pixels": 10**8}
+    cheap = to_model_input_if_cheap(data, **options)
+    assert (cheap is not None) == inline
+    if inline:
+        np.testing.assert_array_equal(cheap, to_model_input(data, **options))
+
+
+def test_a_big_body_is_not_even_opened_inline(encode):
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 4), dtype=np.uint8)
+    data = encode(Image.fromarray(noise, "RGBA"), "PNG")  # 128x128 but its bytes are over INLINE_MAX_BYTES
+    assert len(data) > INLINE_MAX_BYTES
+    assert to_model_input_if_cheap(data, size=(32, 32), policy="center-crop-resize", max_pixels=10**8) is None
+
+
+def test_inline_decoding_fails_like_the_threaded_one():
+    with pytest.raises(ApiError) as error:
+        to_model_input_if_cheap(b"not an image", size=(32, 32), policy="center-crop-resize", max_pixels=10**8)
+    assert error.value.status == 415
