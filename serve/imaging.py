@@ -60,14 +60,9 @@ def prepare(image: Image.Image, *, size: tuple[int, int], policy: str) -> np.nda
     return np.asarray(to_rgb(small), dtype=np.uint8)
 
 
-def decode(data: bytes, *, min_side: int, max_pixels: int) -> Image.Image:
-    """Decode to an upright image whose shorter side is still at least min_side (when the source's was).
-    Every failure is an ApiError: 413 too many pixels, 415 not an image, 422 corrupt or truncated."""
-    return load(open_image(data, max_pixels=max_pixels), min_side=min_side)
-
-
 def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
-    """Read the header only: a format we decode, and at most max_pixels declared. No pixel is decoded yet."""
+    """Read the header only: a format we decode, and at most max_pixels declared. No pixel is decoded yet.
+    Every failure here and in load() is an ApiError: 413 too many pixels, 415 not an image, 422 corrupt or truncated."""
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
     except Image.DecompressionBombError as exc:
@@ -105,7 +100,8 @@ def to_model_input_if_cheap(data: bytes, *, size: tuple[int, int], policy: str, 
 
 
 def load(image: Image.Image, *, min_side: int) -> Image.Image:
-    """Decode an opened image's pixels (a JPEG at the smallest DCT scale that keeps min_side) and make it upright."""
+    """Decode an opened image's pixels and make it upright; its shorter side stays at least min_side (when the
+    source's was): a JPEG decodes at the smallest DCT scale that keeps it."""
     try:
         if image.format in ("JPEG", "MPO"):
             # DCT scaling: a 12-MP photo decodes at 1/2..1/8 scale, never below what the model needs.

@@ -10,7 +10,8 @@ from serve.errors import ApiError
 from serve.imaging import (
     INLINE_MAX_BYTES,
     center_crop_resize,
-    decode,
+    load,
+    open_image,
     prepare,
     to_model_input,
     to_model_input_if_cheap,
@@ -18,6 +19,11 @@ from serve.imaging import (
 )
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
+
+
+def decode(data: bytes, *, min_side: int, max_pixels: int) -> Image.Image:
+    """Bytes -> an upright image, as the service decodes an upload before preparing it."""
+    return load(open_image(data, max_pixels=max_pixels), min_side=min_side)
 
 
 def with_orientation(image: Image.Image, fmt: str, orientation: int, encode) -> bytes:
