@@ -79,7 +79,7 @@ def openapi_spec() -> dict[str, Any]:
         "summary": "Classify one picture",
         "description": (
             "Send the image bytes as the body (any Content-Type; the format is detected from the bytes: JPEG, "
-            "PNG, WebP, GIF, BMP, TIFF) or a multipart form with the image in the field `file`. Answers JSON, "
+            "PNG, WebP, AVIF, GIF, BMP, TIFF) or a multipart form with the image in the field `file`. Answers JSON, "
             "or an HTML fragment when the request has `HX-Request: true` or `Accept: text/html` "
             "(errors too, with the same status)."
         ),
@@ -113,7 +113,7 @@ def openapi_spec() -> dict[str, Any]:
             "408": _error("the upload did not arrive within BODY_TIMEOUT_S (`body_timeout`); the connection is closed"),
             "413": _error(
                 "body over MAX_BODY_BYTES (`body_too_large`, refused before reading it) or image over "
-                "MAX_PIXELS (`too_many_pixels`, refused before decoding)"
+                "MAX_PIXELS, half that for AVIF (`too_many_pixels`, refused before decoding)"
             ),
             "415": _error("not an image, or a format the service does not read (`not_an_image`)"),
             "422": _error("an image that cannot be decoded: corrupt or truncated (`corrupt_image`)"),

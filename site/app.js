@@ -222,7 +222,7 @@
     if (xhr.status === 413) {
       renderError('body_too_large', 'That picture is too large for the service.', 'Try a smaller copy of it.');
     } else if (xhr.status === 415 || xhr.status === 422) {
-      renderError('not_an_image', "That file doesn't look like a picture.", 'Choose a JPEG, PNG, WebP or GIF.');
+      renderError('not_an_image', "That file doesn't look like a picture.", 'Choose a JPEG, PNG, WebP, AVIF or GIF.');
     } else if (xhr.status === 429 || xhr.status === 503) {
       renderError('overloaded', 'The classifier is busy right now.', 'Please try again in a few seconds.');
     } else {

@@ -60,11 +60,18 @@ def test_image_format_we_do_not_read(client, encode, fmt):
     assert_error(client.post("/classify", content=data), 415, "not_an_image")
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF"])
 def test_truncated(client, encode, fmt):
     image = Image.effect_noise((200, 200), 64).convert("RGB")  # noise: nothing compresses away
     data = encode(image, fmt)
     assert_error(client.post("/classify", content=data[: len(data) // 2]), 422, "corrupt_image")
+
+
+@pytest.mark.parametrize(("fmt", "keep"), [("PNG", 20), ("AVIF", 40), ("JPEG", 3), ("GIF", 6)])
+def test_a_format_we_read_with_a_broken_header_is_corrupt_not_unknown(client, encode, fmt, keep):
+    # The right magic bytes and then nothing readable: a damaged picture (422), not some other kind of file (415).
+    data = encode(Image.new("RGB", (16, 16), (255, 0, 0)), fmt)
+    assert_error(client.post("/classify", content=data[:keep]), 422, "corrupt_image")
 
 
 def test_corrupt_pixel_data(client, red_png):
@@ -76,7 +83,7 @@ def test_corrupt_pixel_data(client, red_png):
 
 def test_corrupt_header(client, red_png):
     broken = red_png[:16] + b"\x00" * 8 + red_png[24:]  # IHDR with width and height 0
-    assert client.post("/classify", content=broken).status_code in (415, 422)
+    assert_error(client.post("/classify", content=broken), 422, "corrupt_image")
 
 
 def test_body_over_the_limit_declared(make_client, red_png):
@@ -118,6 +125,17 @@ def test_pixel_limit_setting(make_client, encode):
     too_big = encode(Image.new("RGB", (101, 100), (255, 0, 0)), "PNG")
     assert client.post("/classify", content=ok).status_code == 200
     assert_error(client.post("/classify", content=too_big), 413, "too_many_pixels")
+
+
+def test_avif_gets_half_the_pixel_budget(make_client, encode):
+    # Decoding AVIF holds up to twice the bytes per pixel of the other formats (serve/imaging.py).
+    client = make_client(max_pixels=100 * 100)
+    square = Image.new("RGB", (100, 100), (255, 0, 0))
+    assert client.post("/classify", content=encode(square, "PNG")).status_code == 200
+    body = assert_error(client.post("/classify", content=encode(square, "AVIF")), 413, "too_many_pixels")
+    assert "limit for AVIF is 5000" in body["detail"]
+    half = Image.new("RGB", (70, 70), (255, 0, 0))  # 4,900 pixels
+    assert client.post("/classify", content=encode(half, "AVIF")).status_code == 200
 
 
 def test_bomb_below_pillows_own_limit_is_still_refused(client):

@@ -12,6 +12,7 @@ FORMATS = [
     ("JPEG", "image/jpeg"),
     ("PNG", "image/png"),
     ("WEBP", "image/webp"),
+    ("AVIF", "image/avif"),
     ("GIF", "image/gif"),
     ("BMP", "image/bmp"),
     ("TIFF", "image/tiff"),

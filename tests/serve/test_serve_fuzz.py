@@ -24,6 +24,7 @@ def seed_images() -> list[bytes]:
         ("JPEG", {"quality": 80}),
         ("GIF", {}),
         ("WEBP", {}),
+        ("AVIF", {}),
         ("BMP", {}),
         ("TIFF", {}),
         ("TIFF", {"compression": "tiff_deflate"}),

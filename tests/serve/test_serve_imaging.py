@@ -32,7 +32,7 @@ def with_orientation(image: Image.Image, fmt: str, orientation: int, encode) -> 
     return encode(image, fmt, exif=exif)
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF", "TIFF"])
 def test_exif_orientation_is_applied(client, encode, two_tone, fmt):
     # Stored upside down (blue on top) with orientation 3 (rotate 180): upright, red is on top.
     stored = two_tone(top=BLUE, bottom=RED)
@@ -206,6 +206,7 @@ def test_zero_pixels_wanted_is_an_api_error():
         ((128, 128), "PNG", {}, True),
         ((129, 128), "PNG", {}, False),  # over INLINE_MAX_PIXELS
         ((64, 64), "JPEG", {"progressive": True}, False),  # scans a crafted file can multiply
+        ((32, 32), "AVIF", {}, False),  # an AV1 decoder starts threads per image
         ((640, 480), "JPEG", {}, False),
     ],
 )

@@ -3,9 +3,11 @@ server on 127.0.0.1, on two origins as when deployed. Screenshots: artifacts/sit
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
+from PIL import Image
 from playwright.sync_api import expect
 
 from tests.photos import landscape_photo
@@ -77,6 +79,19 @@ def test_a_640x480_photo_is_classified_in_the_page(site, service, open_page, pic
     assert response.value.status == 200
     check_result(session, model_labels)
     session.done("03-photo-640x480")
+
+
+def test_an_avif_saved_from_the_web_is_previewed_and_classified(site, service, open_page, picture, model_labels):
+    as_avif = io.BytesIO()
+    Image.open(io.BytesIO(picture.data)).save(as_avif, "AVIF", quality=80)
+    session = open_page(site.url)
+    with session.page.expect_response(lambda r: r.url == f"{service.url}/classify") as response:
+        upload(session, type(picture)("picture.avif", as_avif.getvalue(), "image/avif", picture.true_label))
+    assert response.value.status == 200
+    check_result(session, model_labels)
+    preview_width = session.page.eval_on_selector("#preview", "img => img.complete && img.naturalWidth")
+    assert preview_width == Image.open(io.BytesIO(picture.data)).width  # the browser decoded it for the preview
+    session.done("03-avif")
 
 
 def test_text_file_shows_a_readable_error(site, service, open_page):
