@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from loadtest import payloads, report
+from loadtest import model_bench, payloads, report
 from loadtest.__main__ import main
 from loadtest.client import RemoteTargetError, check_local, run_level
 from loadtest.soak import rss_stable
@@ -67,8 +68,8 @@ def test_targets_report_measured_numbers_and_verdicts():
 
     results = {
         "model": {
-            "onnxruntime": {"batch1": {"median_ms": 1.0}, "peak": {"batch": 32, "images_per_s": 1000}},
-            "torch_eager_fp32": {"median_ms": 8.0},
+            "onnxruntime": {"batch1": {"median_ms": 0.9}, "peak": {"batch": 32, "images_per_s": 1000}},
+            "batch1_interleaved": {"onnxruntime": {"median_ms": 1.0}, "torch": {"median_ms": 8.0}},
         },
         "servers": {
             "service": {
@@ -88,6 +89,17 @@ def test_targets_report_measured_numbers_and_verdicts():
     assert verdicts["p99 at concurrency 1"] is True
     assert verdicts["process start -> ready <= 1 s"] is True
     assert verdicts["saturation"] is None  # not measured is not "met"
+
+
+def test_batch1_runtimes_are_timed_in_alternating_bursts():
+    calls = []
+    runs = {"fast": lambda: calls.append("fast"), "slow": lambda: (calls.append("slow"), time.sleep(0.002))}
+    result = model_bench.interleaved(runs, seconds=0.05, burst=4)
+    timed_calls = calls[6:]  # after three warm-up calls each
+    blocks = [timed_calls[i : i + 4] for i in range(0, len(timed_calls), 4)]
+    assert [set(block) for block in blocks] == [{"fast"}, {"slow"}] * (len(blocks) // 2)
+    assert result["slow"]["calls"] == result["fast"]["calls"] == len(timed_calls) // 2 >= 4
+    assert result["slow"]["median_ms"] >= 2 > result["fast"]["median_ms"]
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +148,8 @@ def test_quick_run_model_soak_and_sigterm(quick_report):
     results, _ = quick_report
     model = results["model"]
     assert model["torch_eager_fp32"]["median_ms"] > 0
-    assert model["speedup_batch1"] > 0
+    paired = model["batch1_interleaved"]
+    assert model["speedup_batch1"] == round(paired["torch"]["median_ms"] / paired["onnxruntime"]["median_ms"], 2) > 0
     assert model["onnxruntime"]["peak"]["images_per_s"] > 0
     soak = results["soak"]
     assert soak["only_200_and_503"], (soak["statuses"], soak["resent"], results["not_plainly_answered"])
