@@ -116,7 +116,10 @@ def openapi_spec() -> dict[str, Any]:
                 "MAX_PIXELS, half that for AVIF (`too_many_pixels`, refused before decoding)"
             ),
             "415": _error("not an image, or a format the service does not read (`not_an_image`)"),
-            "422": _error("an image that cannot be decoded: corrupt or truncated (`corrupt_image`)"),
+            "422": _error(
+                "an image that cannot be decoded: corrupt or truncated, or starting like a readable format and "
+                "then unreadable (`corrupt_image`)"
+            ),
             "503": _error(
                 "queue full (`overloaded`, answered before the body is read) or model not ready (`not_ready`)",
                 retry=True,
