@@ -95,7 +95,7 @@ def test_fragment_on_success(client, red_png, headers):
     assert response.headers["content-type"].startswith("text/html")
     html = response.text
     assert html.startswith('<section class="result" data-label="airplane"> <h2 class="result-label">airplane</h2> ')
-    assert '<p class="result-score">100% sure</p>' in html
+    assert '<p class="result-score">100% sure</p> <ol class="topk">' in html  # sure: no "not sure" note
     items = re.findall(
         r'<li><span class="topk-label">([^<]+)</span> <progress class="topk-bar" max="100" value="(\d+)" '
         r'aria-label="\1 \2%"></progress> <span class="topk-pct">\2%</span></li>',
@@ -105,6 +105,13 @@ def test_fragment_on_success(client, red_png, headers):
     assert items[0][1] == "100"
     assert html.endswith('<p class="result-model">model tiny-test 0123abcd</p></section>')
     assert "style=" not in html
+
+
+def test_fragment_says_when_the_model_is_not_sure(client, encode):
+    black = encode(Image.new("RGB", (32, 32)), "PNG")  # the tiny model's logits are all 0: 10 % each
+    assert client.post("/classify", content=black).json()["score"] == pytest.approx(0.1)
+    html = client.post("/classify", content=black, headers={"HX-Request": "true"}).text
+    assert '<p class="result-score">10% sure</p> <p class="result-unsure">Not sure: ' in html
 
 
 def test_fragment_escapes_labels_and_model(make_client, make_model, red_png):

@@ -94,6 +94,19 @@ def test_an_avif_saved_from_the_web_is_previewed_and_classified(site, service, o
     session.done("03-avif")
 
 
+def test_a_picture_of_nothing_it_knows_is_answered_as_not_sure(site, service, open_page, picture, model_labels):
+    grey = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(grey, "PNG")  # a flat grey square: none of the ten things
+    session = open_page(site.url)
+    upload(session, type(picture)("grey.png", grey.getvalue(), "image/png", None))
+    check_result(session, model_labels)
+    score = int(session.page.locator("#result .result-score").inner_text().split("%")[0])
+    assert score < 50
+    expect(session.page.locator("#result .result-unsure")).to_be_visible()
+    expect(session.page.locator("#result .result-unsure")).to_contain_text("Not sure")
+    session.done("03-not-sure")
+
+
 def test_text_file_shows_a_readable_error(site, service, open_page):
     session = open_page(site.url)
     page = session.page
