@@ -244,6 +244,24 @@
     renderError('timeout', 'The classifier took too long to answer.', 'It may be busy. Please try again in a moment.');
   });
 
+  /* How often the served model is right, from its own card (GET /model): the page never states a number of its own. */
+  function showAccuracy() {
+    fetch(apiUrl + '/model', { headers: { Accept: 'application/json' } })
+      .then(function (response) {
+        return response.ok ? response.json() : null;
+      })
+      .then(function (model) {
+        var metrics = (model && model.metrics) || {};
+        var key = model && model.quantization !== 'none' ? 'test_top1_int8' : 'test_top1_fp32';
+        var top1 = Number(key in metrics ? metrics[key] : metrics.test_top1);
+        if (!(top1 > 0 && top1 <= 1)) return;
+        var line = document.getElementById('model-accuracy');
+        line.textContent = 'It names the right one for ' + (top1 * 100).toFixed(1) + ' % of the CIFAR-10 test photos.';
+        line.hidden = false;
+      })
+      .catch(function () {}); // no line rather than a wrong one; an upload reports an unreachable service itself
+  }
+
   // --- point the form at the API (htmx has processed the page by now) --------------------------------------
   document.addEventListener('DOMContentLoaded', function () {
     form.setAttribute('hx-post', apiUrl + '/classify');
@@ -252,5 +270,6 @@
     docs.hidden = false;
     form.setAttribute('hx-sync', 'this:replace'); // a new picture replaces a request still in flight
     htmx.process(form);
+    showAccuracy();
   });
 })();

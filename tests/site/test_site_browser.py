@@ -4,7 +4,9 @@ server on 127.0.0.1, on two origins as when deployed. Screenshots: artifacts/sit
 from __future__ import annotations
 
 import io
+import json
 import re
+import urllib.request
 
 import pytest
 from PIL import Image
@@ -69,6 +71,26 @@ def test_upload_a_picture_shows_label_and_bars(site, service, open_page, picture
     if picture.true_label is not None:
         print(f"{picture.name}: true class {picture.true_label}, predicted {label}")
     session.done("02-result")
+
+
+def test_the_footer_says_how_often_the_served_model_is_right(site, service, open_page):
+    with urllib.request.urlopen(f"{service.url}/model") as response:
+        model = json.load(response)
+    key = "test_top1_fp32" if model["quantization"] == "none" else "test_top1_int8"
+    top1 = model["metrics"].get(key, model["metrics"].get("test_top1"))
+    session = open_page(site.url)
+    line = session.page.locator("#model-accuracy")
+    expect(line).to_be_visible()
+    expect(line).to_have_text(f"It names the right one for {top1 * 100:.1f} % of the CIFAR-10 test photos.")
+    session.done()
+
+
+def test_no_accuracy_line_without_the_service(dead_api_url, open_page, log_dir):
+    with site_server(dead_api_url, log_dir, name="site-no-service") as site:
+        session = open_page(site.url)
+        session.page.wait_for_load_state("networkidle")
+        expect(session.page.locator("#model-accuracy")).to_be_hidden()
+        session.done()
 
 
 def test_a_640x480_photo_is_classified_in_the_page(site, service, open_page, picture, model_labels):
