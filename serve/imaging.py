@@ -15,6 +15,7 @@ from serve.errors import ApiError
 # The decoders we expose to untrusted bytes; Pillow's many others stay unreachable. (The JPEG opener also
 # returns "MPO", the multi-picture JPEGs many phones write.) AVIF and WebP are what browsers save from the web.
 FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF")
+JPEG_FORMATS = ("JPEG", "MPO")
 # AVIF decodes through YUV planes of up to 16 bits a sample before Pillow gets RGB(A): 610 MB at the peak for an
 # 8-bit 48-MP RGBA AVIF against 460 MB as a PNG, and about 17 bytes a pixel at 12 bits. Half the pixel budget keeps
 # its worst case under the other formats' (README, memory).
@@ -113,7 +114,7 @@ def to_model_input_if_cheap(data: bytes, *, size: tuple[int, int], policy: str, 
         return None
     image = open_image(data, max_pixels=max_pixels)
     width, height = image.size
-    progressive = image.format in ("JPEG", "MPO") and image.info.get("progressive")
+    progressive = image.format in JPEG_FORMATS and image.info.get("progressive")
     if width * height > INLINE_MAX_PIXELS or progressive or image.format == "AVIF":
         image.close()
         return None
@@ -124,7 +125,7 @@ def load(image: Image.Image, *, min_side: int) -> Image.Image:
     """Decode an opened image's pixels and make it upright; its shorter side stays at least min_side (when the
     source's was): a JPEG decodes at the smallest DCT scale that keeps it."""
     try:
-        if image.format in ("JPEG", "MPO"):
+        if image.format in JPEG_FORMATS:
             # DCT scaling: a 12-MP photo decodes at 1/2..1/8 scale, never below what the model needs.
             image.draft("RGB", (min_side, min_side))
         image.load()
