@@ -1,8 +1,5 @@
-"""Project paths that never depend on the working directory."""
+"""Training's paths: the repository's layout lives in `contract.paths`."""
 
-from pathlib import Path
+from contract.paths import MODELS_DIR, PROCESSED_DIR, PROJECT_ROOT, RAW_DIR
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-RAW_DIR = PROJECT_ROOT / "data" / "raw"
-PROCESSED_DIR = PROJECT_ROOT / "data" / "processed"
-MODELS_DIR = PROJECT_ROOT / "models"
+__all__ = ["MODELS_DIR", "PROCESSED_DIR", "PROJECT_ROOT", "RAW_DIR"]
