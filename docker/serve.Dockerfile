@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The serving image: Python, requirements-serve.txt, serve/ and the shipped model. Nothing from training.
+# The serving image: Python, requirements-serve.txt, serve/, contract/ and the shipped model. Nothing from training.
 # Build from the repository root:  docker build -f docker/serve.Dockerfile -t cifar-serve .
 
 # ---- builder: resolve the pinned wheels into a venv. Every serving dependency ships manylinux wheels, so no
@@ -44,10 +44,12 @@ WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
 # The model changes less often than the code: its layer first, so code-only changes reuse it.
 COPY shipped/ shipped/
+# contract/ is the model-file format the service checks the model against (stdlib only, no extra dependency).
+COPY contract/ contract/
 COPY serve/ serve/
 # Byte-compiled at build time because the container never writes (PYTHONDONTWRITEBYTECODE, read-only root in
-# compose): without this every cold start on Cloud Run would recompile serve/ in memory.
-RUN python -m compileall -q serve
+# compose): without this every cold start on Cloud Run would recompile serve/ and contract/ in memory.
+RUN python -m compileall -q contract serve
 
 USER 10001:10001
 EXPOSE 8080

@@ -1,7 +1,8 @@
 """python -m export CHECKPOINT: export -> parity check -> int8 quantization + gate -> model card.
 
-Writes into --out-dir: model.onnx (fp32), model.int8.onnx and model-card.json, each carrying the card. Nothing in
---out-dir is replaced unless every step passes.
+Writes into --out-dir: model.onnx (fp32), model.int8.onnx and model-card.json, each carrying the card, and
+reference.json (what the served model sees on test images, for the drift check). Both ONNX files also answer the
+optional `embedding` output. Nothing in --out-dir is replaced unless every step passes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from export import card, checkpoint, metadata, onnx_export, quantize, verify
+from contract import model_file
+from contract.paths import PROCESSED_DIR, PROJECT_ROOT
+from contract.prediction_log import REFERENCE_FILE
+from export import card, checkpoint, embedding, metadata, onnx_export, quantize, reference, verify
 from export.errors import ExportError
-from train.paths import PROCESSED_DIR, PROJECT_ROOT
 
 FP32, INT8, CARD = "model.onnx", "model.int8.onnx", "model-card.json"
 
@@ -26,7 +29,7 @@ def training_metrics(ckpt_path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def run(
+def export_checkpoint(
     ckpt_path: Path,
     out_dir: Path,
     *,
@@ -35,6 +38,7 @@ def run(
     quantize_int8: bool = True,
     calibration: int = 1024,
 ) -> dict:
+    """The whole chain into `out_dir`, replacing nothing there unless every step passes. Returns the model card."""
     loaded = checkpoint.load(ckpt_path)
     training = training_metrics(ckpt_path)
     try:
@@ -44,32 +48,36 @@ def run(
         raise ExportError(f"{out_dir}: output folder is not writable ({exc.strerror})") from exc
     try:
         fp32 = stage / FP32
-        metrics = {"test_top1_pytorch": training.get("test_top1")} if training else {}
+        metrics = {model_file.TOP1_PYTORCH: training.get("test_top1")} if training else {}
         meta = onnx_export.export(loaded, fp32, hflip_tta=hflip_tta, metrics=metrics, config=training.get("config"))
-        print(f"exported {ckpt_path} -> {FP32} (version {meta['version']})")
+        print(f"exported {ckpt_path} -> {FP32} (version {meta[model_file.VERSION]})")
 
         report = verify.check(loaded, fp32, data_dir)
         print(report.text())
         if not report.passed:
             raise ExportError(f"{ckpt_path}: parity check failed, max |dlogit| {report.max_abs_diff:.2e}")
         parity = report.as_dict()
-        metadata.update(fp32, {"parity": parity})
+        metadata.update(fp32, {model_file.PARITY: parity})
 
         quant = None
         if quantize_int8:
-            quant = quantize.run(fp32, stage / INT8, data_dir, calibration_count=calibration)
+            quant = quantize.quantize_behind_gate(fp32, stage / INT8, data_dir, calibration_count=calibration)
             print(
                 f"int8 accepted: top-1 {quant['int8_top1']:.2%} vs fp32 {quant['fp32_top1']:.2%} "
                 f"(drop {quant['drop_pp']:.2f} pp); {quant['fp32']['size_bytes'] / 1e6:.1f} MB -> "
                 f"{quant['int8']['size_bytes'] / 1e6:.1f} MB"
             )
-            metrics |= {"test_top1_fp32": quant["fp32_top1"], "test_top1_int8": quant["int8_top1"]}
+            metrics |= {model_file.TOP1_FP32: quant["fp32_top1"], model_file.TOP1_INT8: quant["int8_top1"]}
 
-        model_card = card.build({**meta, "metrics": metrics}, training, parity, quant)
         for name in (FP32, INT8) if quant else (FP32,):
-            metadata.update(stage / name, {"metrics": metrics, "card": model_card})
+            embedding.add_to_file(stage / name)  # an extra output: the logits stay bit for bit the same
+        reference.write(stage / (INT8 if quant else FP32), stage / REFERENCE_FILE, data_dir)
+
+        model_card = card.build({**meta, model_file.METRICS: metrics}, training, parity, quant)
+        for name in (FP32, INT8) if quant else (FP32,):
+            metadata.update(stage / name, {model_file.METRICS: metrics, model_file.CARD: model_card})
         card.write(model_card, stage / CARD)
-        for name in (FP32, INT8, CARD):
+        for name in (FP32, INT8, CARD, REFERENCE_FILE):
             if (stage / name).exists():
                 os.replace(stage / name, out_dir / name)
         return model_card
@@ -91,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-images", type=int, default=1024, help="training images to calibrate int8")
     args = parser.parse_args(argv)
     try:
-        run(
+        export_checkpoint(
             args.checkpoint,
             args.out_dir,
             data_dir=args.data_dir,

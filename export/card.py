@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from contract import model_file
 from export.atomic import atomic_path
 
 INTENDED_USE = (
@@ -14,17 +15,19 @@ INTENDED_USE = (
 )
 
 
+# The metadata the card repeats under the same names (it replaces `parity` and `quantization` by the full reports).
+FROM_METADATA = (
+    model_file.MODEL_NAME, model_file.VERSION, model_file.CREATED, model_file.GIT_SHA, model_file.DATA_MD5,
+    model_file.LABELS,
+)  # fmt: skip
+
+
 def build(meta: dict, training: dict, parity: dict, quantization: dict | None) -> dict:
     return {
-        "model_name": meta["model_name"],
-        "version": meta["version"],
-        "created": meta["created"],
-        "git_sha": meta["git_sha"],
-        "data_md5": meta["data_md5"],
-        "labels": meta["labels"],
-        "input": {"name": "image", "dtype": "uint8", "shape": ["N", *meta["input_size"], 3], "color": "RGB"},
-        "resize": meta["resize"],
-        "tta": meta.get("tta", "none"),
+        **{key: meta[key] for key in FROM_METADATA},
+        "input": model_file.input_spec(meta[model_file.INPUT_SIZE]),
+        model_file.RESIZE: meta[model_file.RESIZE],
+        model_file.TTA: meta.get(model_file.TTA, model_file.TTA_NONE),
         "intended_use": INTENDED_USE,
         "training": {
             "test_top1_pytorch": training.get("test_top1"),
@@ -32,9 +35,9 @@ def build(meta: dict, training: dict, parity: dict, quantization: dict | None) -
             "confusion_matrix": training.get("confusion_matrix"),
             "epochs": training.get("epochs"),
         },
-        "config": meta["config"],
-        "parity": parity,
-        "quantization": quantization or {"scheme": "none"},
+        model_file.CONFIG: meta[model_file.CONFIG],
+        model_file.PARITY: parity,
+        model_file.QUANTIZATION: quantization or {"scheme": model_file.QUANTIZATION_NONE},
     }
 
 

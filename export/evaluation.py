@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from contract.model_file import INPUT_NAME, OUTPUT_NAME
+from contract.paths import PROCESSED_DIR
 from export.errors import ExportError
-from train.paths import PROCESSED_DIR
 
 
 def load_split(split: str, data_dir: Path = PROCESSED_DIR) -> tuple[np.ndarray, np.ndarray]:
@@ -29,10 +30,13 @@ def session(path: Path, threads: int = 0) -> ort.InferenceSession:
         raise ExportError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from exc
 
 
+def infer_logits(sess: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
+    """uint8 [N, H, W, 3] -> float32 logits [N, C], through the contract's tensor names."""
+    return sess.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+
+
 def predict_logits(sess: ort.InferenceSession, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    return np.concatenate(
-        [sess.run(["logits"], {"image": images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)]
-    )
+    return np.concatenate([infer_logits(sess, images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -40,14 +44,14 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def latency_ms(sess: ort.InferenceSession, image_shape: tuple[int, ...], batch: int, repeats: int = 50) -> dict:
-    """Median and p90 wall time of one `run` call on random uint8 input, after a warm-up."""
+    """Median and p90 wall time of one onnxruntime call on random uint8 input, after a warm-up."""
     x = np.random.default_rng(0).integers(0, 256, (batch, *image_shape), dtype=np.uint8)
     for _ in range(5):
-        sess.run(["logits"], {"image": x})
+        infer_logits(sess, x)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        sess.run(["logits"], {"image": x})
+        infer_logits(sess, x)
         times.append((time.perf_counter() - start) * 1000)
     return {
         "batch": batch,

@@ -1,17 +1,17 @@
-"""Read and write the ONNX file's `metadata_props`: the self-description the service relies on."""
+"""Read and write the ONNX file's `metadata_props`: the self-description the service relies on.
+
+The keys and their encoding are the contract's (contract/model_file.py); this module moves them in and out of files.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import onnx
 
+from contract import model_file
 from export.atomic import atomic_path
 from export.errors import ExportError
-
-# Values that are JSON documents rather than plain strings.
-JSON_KEYS = ("labels", "input_size", "metrics", "parity", "config", "card")
 
 
 def load_model(path: Path) -> onnx.ModelProto:
@@ -23,28 +23,35 @@ def load_model(path: Path) -> onnx.ModelProto:
         raise ExportError(f"{path}: not a readable ONNX file ({exc})") from exc
 
 
+def raw_props(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
 def read(path: Path) -> dict:
-    props = {p.key: p.value for p in load_model(path).metadata_props}
-    return {k: json.loads(v) if k in JSON_KEYS else v for k, v in props.items()}
-
-
-def encode(props: dict) -> dict[str, str]:
-    return {k: json.dumps(v, sort_keys=True) if k in JSON_KEYS else str(v) for k, v in props.items()}
+    try:
+        return model_file.decode(raw_props(load_model(path)))
+    except model_file.ContractError as exc:
+        raise ExportError(f"{path}: {exc}") from exc
 
 
 def set_props(model: onnx.ModelProto, props: dict) -> None:
-    merged = {p.key: p.value for p in model.metadata_props} | encode(props)
+    merged = raw_props(model) | model_file.encode(props)
     del model.metadata_props[:]
     for key, value in sorted(merged.items()):
         model.metadata_props.add(key=key, value=value)
 
 
 def save_checked(model: onnx.ModelProto, path: Path) -> None:
-    """onnx.checker first; then an atomic write."""
+    """onnx.checker and the contract's own check of the metadata (what the service will check) first; then an atomic
+    write, so export never writes a file the service would refuse."""
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"{path}: the ONNX graph fails onnx.checker ({str(exc).splitlines()[0]})") from exc
+    try:
+        model_file.validate(raw_props(model))
+    except model_file.ContractError as exc:
+        raise ExportError(f"{path}: the metadata breaks the contract ({exc})") from exc
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
 

@@ -12,13 +12,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from contract import model_file
+from contract.paths import PROJECT_ROOT
 from export import metadata
 from export.checkpoint import LoadedCheckpoint, weights_hash
 from export.errors import ExportError
-from train.paths import PROJECT_ROOT
 
 OPSET = 18
-RESIZE_POLICY = "center-crop-resize"  # centre-crop to a square, then bilinear resize to input_size
+RESIZE_POLICY = model_file.RESIZE_CENTER_CROP  # the preprocessing the network was trained with: square CIFAR thumbnails
 
 
 class FlipAverage(nn.Module):
@@ -81,21 +82,21 @@ def export(
 ) -> dict:
     """Writes `out` atomically and returns the metadata it carries."""
     module = graph_module(loaded, hflip_tta)
-    example = torch.randint(0, 256, (2, *input_size, 3), dtype=torch.uint8)
+    example = torch.randint(0, 256, (2, *input_size, model_file.INPUT_CHANNELS), dtype=torch.uint8)
     props = {
-        "labels": loaded.labels,
-        "input_size": list(input_size),
-        "resize": RESIZE_POLICY,
-        "model_name": f"cifar10-{loaded.arch}",
-        "version": weights_hash(loaded.net),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_sha": git_sha(),
-        "data_md5": data_md5(),
-        "metrics": metrics or {},
-        "parity": {},
-        "quantization": "none",
-        "tta": "hflip" if hflip_tta else "none",
-        "config": config or {"model": loaded.hparams},
+        model_file.LABELS: loaded.labels,
+        model_file.INPUT_SIZE: list(input_size),
+        model_file.RESIZE: RESIZE_POLICY,
+        model_file.MODEL_NAME: f"cifar10-{loaded.arch}",
+        model_file.VERSION: weights_hash(loaded.net),
+        model_file.CREATED: datetime.now(UTC).isoformat(timespec="seconds"),
+        model_file.GIT_SHA: git_sha(),
+        model_file.DATA_MD5: data_md5(),
+        model_file.METRICS: metrics or {},
+        model_file.PARITY: {},
+        model_file.QUANTIZATION: model_file.QUANTIZATION_NONE,
+        model_file.TTA: model_file.TTA_HFLIP if hflip_tta else model_file.TTA_NONE,
+        model_file.CONFIG: config or {"model": loaded.hparams},
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -104,8 +105,8 @@ def export(
             program = torch.onnx.export(
                 module,
                 (example,),
-                input_names=["image"],
-                output_names=["logits"],
+                input_names=[model_file.INPUT_NAME],
+                output_names=[model_file.OUTPUT_NAME],
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
                 opset_version=OPSET,
                 dynamo=True,

@@ -1,4 +1,4 @@
-"""python -m export.report MODEL.onnx: the model's test-set numbers for the README, measured with onnxruntime.
+"""python -m export.report MODEL.onnx: the model's test-set numbers for docs/training.md, measured with onnxruntime.
 
 Writes a confusion-matrix PNG and prints a Markdown table of per-class accuracy (rows: true class).
 """
@@ -12,10 +12,11 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from contract import model_file
+from contract.paths import PROCESSED_DIR, PROJECT_ROOT
 from export import metadata
 from export.errors import ExportError
 from export.evaluation import load_split, predict_logits, session
-from train.paths import PROCESSED_DIR, PROJECT_ROOT
 
 matplotlib.use("Agg")  # files only, no display
 from matplotlib import pyplot as plt
@@ -69,11 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as exc:
         print(f"export.report: {exc}", file=sys.stderr)
         return 1
-    matrix = confusion(predicted, truth, len(meta["labels"]))
-    precision = "fp32" if meta.get("quantization", "none") == "none" else "int8"
-    title = f"{meta['model_name']} {meta['version']} ({precision}): CIFAR-10 test confusion matrix"
-    plot(matrix, meta["labels"], title, args.png)
-    print(markdown(matrix, meta["labels"]))
+    labels = meta[model_file.LABELS]
+    matrix = confusion(predicted, truth, len(labels))
+    quantization = meta.get(model_file.QUANTIZATION, model_file.QUANTIZATION_NONE)
+    precision = "fp32" if quantization == model_file.QUANTIZATION_NONE else "int8"
+    name, version = meta[model_file.MODEL_NAME], meta[model_file.VERSION]
+    title = f"{name} {version} ({precision}): CIFAR-10 test confusion matrix"
+    plot(matrix, labels, title, args.png)
+    print(markdown(matrix, labels))
     print(f"\nconfusion matrix: {args.png}")
     return 0
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contract import model_file
+from contract.paths import PROCESSED_DIR
 from export import metadata
 from export.checkpoint import LoadedCheckpoint
-from export.evaluation import load_split, session
+from export.evaluation import infer_logits, load_split, session
 from export.onnx_export import graph_module
-from train.paths import PROCESSED_DIR
 
 TOLERANCE = 1e-4
 BATCHES = (1, 64)
@@ -62,7 +63,7 @@ def check(
     loaded: LoadedCheckpoint, onnx_path: Path, data_dir: Path = PROCESSED_DIR, num_images: int = 256
 ) -> ParityReport:
     meta = metadata.read(onnx_path)
-    module = graph_module(loaded, hflip_tta=meta.get("tta") == "hflip")
+    module = graph_module(loaded, hflip_tta=meta.get(model_file.TTA) == model_file.TTA_HFLIP)
     sess = session(onnx_path)
     cases = []
     for name, images in inputs(num_images, data_dir).items():
@@ -72,7 +73,7 @@ def check(
                 x = images[i : i + batch]
                 with torch.inference_mode():
                     expected = module(torch.from_numpy(x)).numpy()
-                got = sess.run(["logits"], {"image": x})[0]
+                got = infer_logits(sess, x)
                 diffs.append(float(np.abs(expected - got).max()))
                 agree.extend(expected.argmax(1) == got.argmax(1))
             max_diff, agreement = max(diffs), float(np.mean(agree))

@@ -1,4 +1,5 @@
-"""Load an ONNX file that follows the contract in DESIGN.md, check it, and run it.
+"""Load an ONNX file that follows the model-file contract (docs/design.md, contract/model_file.py), check it, and
+run it.
 
 Everything the service knows about the model comes from the file: its input/output signature and the
 `metadata_props` (labels, input size, resize policy, version, card...). Nothing is imported from training.
@@ -6,7 +7,6 @@ Everything the service knows about the model comes from the file: its input/outp
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,13 +14,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from serve.imaging import RESIZE_POLICIES
-
-INPUT_NAME = "image"
-OUTPUT_NAME = "logits"
-REQUIRED_KEYS = ("labels", "input_size", "resize", "model_name", "version")
-JSON_KEYS = ("labels", "input_size", "metrics", "parity", "config", "card")
-TEXT_KEYS = ("model_name", "version", "created", "git_sha", "data_md5", "quantization", "resize")
+from contract import model_file
+from contract.model_file import EMBEDDING_NAME, INPUT_CHANNELS, INPUT_NAME, OUTPUT_NAME
 
 
 class ModelLoadError(Exception):
@@ -42,29 +37,27 @@ class LoadedModel:
     name: str
     version: str
     metadata: dict[str, Any] = field(repr=False)
+    # The optional output `embedding` (float32 [N, D]) is in the file: the prediction log can carry it.
+    has_embedding: bool = False
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] -> float32 logits [N, C]."""
         (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: images})
         return logits
 
+    def run_with_embedding(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 [N, H, W, 3] -> (logits [N, C], embedding [N, D]); only for a model that has the output."""
+        logits, embedding = self.session.run([OUTPUT_NAME, EMBEDDING_NAME], {INPUT_NAME: images})
+        return logits, embedding
+
+    @property
+    def quantization(self) -> str:
+        """`none` (fp32) or the int8 scheme."""
+        return self.metadata.get(model_file.QUANTIZATION, model_file.QUANTIZATION_NONE)
+
     def describe(self) -> dict[str, Any]:
-        meta = self.metadata
-        return {
-            "name": self.name,
-            "version": self.version,
-            "labels": list(self.labels),
-            "input_size": list(self.input_size),
-            "resize": self.resize,
-            "quantization": meta.get("quantization", "none"),
-            "created": meta.get("created"),
-            "git_sha": meta.get("git_sha"),
-            "data_md5": meta.get("data_md5"),
-            "config": meta.get("config"),
-            "metrics": meta.get("metrics"),
-            "parity": meta.get("parity"),
-            "card": meta.get("card"),
-        }
+        """GET /model: every metadata key of the contract."""
+        return model_file.describe(self.metadata)
 
 
 def load_model(path: Path, *, threads: int = 0) -> LoadedModel:
@@ -86,61 +79,28 @@ def load_model(path: Path, *, threads: int = 0) -> LoadedModel:
     except Exception as exc:  # ORT raises several unrelated types for unreadable or invalid graphs
         raise ModelLoadError(path, f"not a valid ONNX model ({exc})") from None
 
-    metadata = _parse_metadata(path, session.get_modelmeta().custom_metadata_map)
-    labels, input_size, resize = _check_metadata(path, metadata)
-    _check_signature(path, session, input_size, len(labels))
+    try:
+        metadata = model_file.validate(session.get_modelmeta().custom_metadata_map)
+    except model_file.ContractError as exc:
+        raise ModelLoadError(path, str(exc)) from None
+    has_embedding = _check_signature(path, session, metadata.input_size, len(metadata.labels))
     model = LoadedModel(
         path=path,
         session=session,
-        labels=labels,
-        input_size=input_size,
-        resize=resize,
-        name=metadata["model_name"],
-        version=metadata["version"],
-        metadata=metadata,
+        labels=metadata.labels,
+        input_size=metadata.input_size,
+        resize=metadata.resize,
+        name=metadata.model_name,
+        version=metadata.version,
+        metadata=metadata.values,
+        has_embedding=has_embedding,
     )
     _check_runs(model)
     return model
 
 
-def _parse_metadata(path: Path, raw: dict[str, str]) -> dict[str, Any]:
-    missing = [key for key in REQUIRED_KEYS if key not in raw]
-    if missing:
-        raise ModelLoadError(path, f"metadata_props lack {', '.join(missing)}")
-    metadata: dict[str, Any] = {key: raw[key] for key in TEXT_KEYS if key in raw}
-    for key in JSON_KEYS:
-        if key in raw:
-            try:
-                metadata[key] = json.loads(raw[key])
-            except json.JSONDecodeError:
-                raise ModelLoadError(path, f"metadata {key!r} is not valid JSON") from None
-    return metadata
-
-
-def _check_metadata(path: Path, meta: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, int], str]:
-    labels = meta["labels"]
-    if (
-        not isinstance(labels, list)
-        or not labels
-        or not all(isinstance(label, str) and label for label in labels)
-        or len(set(labels)) != len(labels)
-    ):
-        raise ModelLoadError(path, "metadata 'labels' must be a non-empty JSON list of distinct strings")
-    size = meta["input_size"]
-    if not (
-        isinstance(size, list)
-        and len(size) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
-    ):
-        raise ModelLoadError(path, f"metadata 'input_size' must be [H, W] positive integers, got {size!r}")
-    resize = meta["resize"]
-    if resize not in RESIZE_POLICIES:
-        known = ", ".join(sorted(RESIZE_POLICIES))
-        raise ModelLoadError(path, f"unknown resize policy {resize!r} (this service knows: {known})")
-    return tuple(labels), (size[0], size[1]), resize
-
-
-def _check_signature(path: Path, session: ort.InferenceSession, size: tuple[int, int], classes: int) -> None:
+def _check_signature(path: Path, session: ort.InferenceSession, size: tuple[int, int], classes: int) -> bool:
+    """Raises ModelLoadError unless the graph's signature is the contract's; True when it has the embedding."""
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
     if set(inputs) != {INPUT_NAME}:
@@ -148,7 +108,7 @@ def _check_signature(path: Path, session: ort.InferenceSession, size: tuple[int,
     if OUTPUT_NAME not in outputs:
         raise ModelLoadError(path, f"no output {OUTPUT_NAME!r} (outputs: {sorted(outputs)})")
     image, logits = inputs[INPUT_NAME], outputs[OUTPUT_NAME]
-    expected = [None, size[0], size[1], 3]
+    expected = [None, size[0], size[1], INPUT_CHANNELS]
     if image.type != "tensor(uint8)" or not _shape_fits(image.shape, expected):
         raise ModelLoadError(
             path, f"input {INPUT_NAME!r} is {image.type} {image.shape}, expected uint8 [N, *input_size, 3]"
@@ -157,6 +117,12 @@ def _check_signature(path: Path, session: ort.InferenceSession, size: tuple[int,
         raise ModelLoadError(
             path, f"output {OUTPUT_NAME!r} is {logits.type} {logits.shape}, expected float32 [N, {classes}]"
         )
+    embedding = outputs.get(EMBEDDING_NAME)
+    if embedding is not None and (embedding.type != "tensor(float)" or len(embedding.shape) != 2):
+        raise ModelLoadError(
+            path, f"output {EMBEDDING_NAME!r} is {embedding.type} {embedding.shape}, expected float32 [N, D]"
+        )
+    return embedding is not None
 
 
 def _shape_fits(shape: list[Any], expected: list[int | None]) -> bool:
@@ -172,10 +138,18 @@ def _check_runs(model: LoadedModel) -> None:
     """One real run with batch 1 and 2: the batch dim must be dynamic and the output [N, C]."""
     height, width = model.input_size
     for batch in (1, 2):
+        images = np.zeros((batch, height, width, INPUT_CHANNELS), dtype=np.uint8)
         try:
-            logits = model.run(np.zeros((batch, height, width, 3), dtype=np.uint8))
+            if model.has_embedding:
+                logits, embedding = model.run_with_embedding(images)
+            else:
+                logits, embedding = model.run(images), None
         except Exception as exc:  # any ORT runtime failure means the file breaks the contract
             raise ModelLoadError(model.path, f"a trial run with batch {batch} failed ({exc})") from None
+        if embedding is not None and (embedding.ndim != 2 or len(embedding) != batch):
+            raise ModelLoadError(
+                model.path, f"a trial run with batch {batch} gave an {EMBEDDING_NAME!r} of shape {embedding.shape}"
+            )
         if logits.shape != (batch, len(model.labels)) or logits.dtype != np.float32:
             raise ModelLoadError(
                 model.path,

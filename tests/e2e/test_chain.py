@@ -1,4 +1,5 @@
-"""The whole chain as a user runs it, one real command a step: train (tiny) -> export -> verify -> quantize -> serve."""
+"""The whole chain as a user runs it, one real command a step: train (tiny) -> export -> verify -> quantize -> ship
+check -> serve."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def exported(processed_dir, tmp_path_factory):
     )  # fmt: skip
     assert "parity PASSED" in out
     assert "int8 accepted" in out
+    assert "are version" in command("-m", "export.ship_check", str(checkpoint), str(work / "export"))  # make ship
     return work / "export"
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto
 
+from contract.model_file import CARD, INPUT_SIZE, LABELS, OPTIONAL_KEYS, RESIZE, VERSION
 from serve.model import ModelLoadError, load_model
 
 
@@ -21,11 +22,12 @@ def test_loads_a_contract_model(model_path):
 
 
 def test_optional_metadata_may_be_missing(make_model):
-    optional = ["created", "git_sha", "data_md5", "metrics", "parity", "quantization", "config", "card"]
-    path = make_model("minimal.onnx", meta=dict.fromkeys(optional))
-    described = load_model(path).describe()
+    path = make_model("minimal.onnx", meta=dict.fromkeys(OPTIONAL_KEYS))
+    model = load_model(path)
+    described = model.describe()
     assert described["card"] is None
-    assert described["quantization"] == "none"
+    assert described["quantization"] == model.quantization == "none"
+    assert described["tta"] == "none"
 
 
 def problem(path) -> str:
@@ -60,15 +62,15 @@ def test_empty_file(tmp_path):
 @pytest.mark.parametrize(
     ("meta", "expected"),
     [
-        ({"labels": None}, "metadata_props lack labels"),
-        ({"resize": None, "version": None}, "metadata_props lack resize, version"),
-        ({"labels": "not json ["}, "metadata 'labels' is not valid JSON"),
-        ({"labels": ["a", "a", "b", "c", "d", "e", "f", "g", "h", "i"]}, "distinct strings"),
-        ({"input_size": [32]}, "'input_size' must be [H, W]"),
-        ({"input_size": [64, 64]}, "input 'image' is tensor(uint8) ['N', 32, 32, 3], expected uint8"),
-        ({"labels": ["a", "b"]}, "output 'logits' is tensor(float) ['N', 10], expected float32 [N, 2]"),
-        ({"resize": "stretch"}, "unknown resize policy 'stretch' (this service knows: center-crop-resize)"),
-        ({"card": "{broken"}, "metadata 'card' is not valid JSON"),
+        ({LABELS: None}, "metadata_props lack labels"),
+        ({RESIZE: None, VERSION: None}, "metadata_props lack resize, version"),
+        ({LABELS: "not json ["}, "metadata 'labels' is not valid JSON"),
+        ({LABELS: ["a", "a", "b", "c", "d", "e", "f", "g", "h", "i"]}, "distinct strings"),
+        ({INPUT_SIZE: [32]}, "'input_size' must be [H, W]"),
+        ({INPUT_SIZE: [64, 64]}, "input 'image' is tensor(uint8) ['N', 32, 32, 3], expected uint8"),
+        ({LABELS: ["a", "b"]}, "output 'logits' is tensor(float) ['N', 10], expected float32 [N, 2]"),
+        ({RESIZE: "stretch"}, "unknown resize policy 'stretch' (this service knows: center-crop-resize)"),
+        ({CARD: "{broken"}, "metadata 'card' is not valid JSON"),
     ],
 )
 def test_metadata_breaking_the_contract(make_model, meta, expected):

@@ -3,7 +3,6 @@ tests' stand-in for a trained model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +10,36 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from contract import model_file
+from contract.model_file import EMBEDDING_NAME, INPUT_CHANNELS, INPUT_NAME, OUTPUT_NAME
+
 LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 INPUT_SIZE = (32, 32)
 
 
 def contract_metadata(**overrides: Any) -> dict[str, str]:
+    """Every key of the contract, encoded by the contract. An override of None deletes the key; a string given for a
+    JSON key is written as it is (so a test can write broken JSON)."""
     meta: dict[str, Any] = {
-        "labels": LABELS,
-        "input_size": list(INPUT_SIZE),
-        "resize": "center-crop-resize",
-        "model_name": "tiny-test",
-        "version": "0123abcd",
-        "created": "2025-01-01T00:00:00Z",
-        "git_sha": "deadbeef",
-        "data_md5": "00000000000000000000000000000000",
-        "metrics": {"test_top1": 0.1},
-        "parity": {"max_abs_logit_diff": 0.0},
-        "quantization": "none",
-        "config": {"model": "tiny"},
-        "card": {"name": "tiny-test", "intended_use": "tests only"},
+        model_file.LABELS: LABELS,
+        model_file.INPUT_SIZE: list(INPUT_SIZE),
+        model_file.RESIZE: model_file.RESIZE_CENTER_CROP,
+        model_file.MODEL_NAME: "tiny-test",
+        model_file.VERSION: "0123abcd",
+        model_file.CREATED: "2025-01-01T00:00:00Z",
+        model_file.GIT_SHA: "deadbeef",
+        model_file.DATA_MD5: "00000000000000000000000000000000",
+        model_file.METRICS: {model_file.TOP1: 0.1},
+        model_file.PARITY: {"max_abs_logit_diff": 0.0},
+        model_file.QUANTIZATION: model_file.QUANTIZATION_NONE,
+        model_file.TTA: model_file.TTA_NONE,
+        model_file.CONFIG: {"model": "tiny"},
+        model_file.CARD: {"name": "tiny-test", "intended_use": "tests only"},
     }
     meta.update(overrides)
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items() if v is not None}
+    verbatim = {k: v for k, v in meta.items() if k in model_file.JSON_KEYS and isinstance(v, str)}
+    encoded = model_file.encode({k: v for k, v in meta.items() if v is not None and k not in verbatim})
+    return encoded | verbatim
 
 
 def build_model(
@@ -43,10 +50,13 @@ def build_model(
     classes: int = len(LABELS),
     input_type: int = TensorProto.UINT8,
     slow_convs: int = 0,
+    embedding_dims: int = 0,
 ) -> Path:
     """logits = 10 * mean RGB of the image's TOP half / 255, on the first three classes (red -> airplane,
     green -> automobile, blue -> bird), so tests can tell orientation and colour from the answer.
-    `slow_convs` adds that many 3x3 convolutions (a result-neutral side branch) to make inference slow."""
+    `slow_convs` adds that many 3x3 convolutions (a result-neutral side branch) to make inference slow.
+    `embedding_dims` > 0 adds the contract's optional output `embedding`: float32 [N, embedding_dims], the top half's
+    mean RGB through a fixed matrix."""
     height, width = input_size
     weights = np.zeros((3, classes), dtype=np.float32)
     for channel in range(min(3, classes)):
@@ -58,7 +68,7 @@ def build_model(
         numpy_helper.from_array(weights, "weights"),
     ]
     nodes = [
-        helper.make_node("Slice", ["image", "start", "end", "axis"], ["top"]),
+        helper.make_node("Slice", [INPUT_NAME, "start", "end", "axis"], ["top"]),
         helper.make_node("Cast", ["top"], ["top_f"], to=TensorProto.FLOAT),
         helper.make_node("ReduceMean", ["top_f"], ["mean_rgb"], axes=[1, 2], keepdims=0),
         helper.make_node("MatMul", ["mean_rgb", "weights"], ["raw_logits"]),
@@ -73,7 +83,7 @@ def build_model(
             numpy_helper.from_array(np.array([0.0], dtype=np.float32), "zero"),
         ]
         nodes += [
-            helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", [INPUT_NAME], ["image_f"], to=TensorProto.FLOAT),
             helper.make_node("Transpose", ["image_f"], ["nchw"], perm=[0, 3, 1, 2]),
             helper.make_node("Conv", ["nchw", "w_in"], ["conv0"], pads=[1, 1, 1, 1]),
         ]
@@ -83,15 +93,22 @@ def build_model(
             helper.make_node("ReduceMean", [f"conv{slow_convs}"], ["pooled"], axes=[1, 2, 3], keepdims=0),
             helper.make_node("Mul", ["pooled", "zero"], ["nothing"]),
             helper.make_node("Unsqueeze", ["nothing", "axis"], ["nothing_col"]),
-            helper.make_node("Add", ["raw_logits", "nothing_col"], ["logits"]),
+            helper.make_node("Add", ["raw_logits", "nothing_col"], [OUTPUT_NAME]),
         ]
     else:
-        nodes.append(helper.make_node("Identity", ["raw_logits"], ["logits"]))
+        nodes.append(helper.make_node("Identity", ["raw_logits"], [OUTPUT_NAME]))
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [model_file.BATCH_DIM, classes])]
+    if embedding_dims:
+        projection = np.random.default_rng(1).normal(size=(3, embedding_dims)).astype(np.float32) / 255.0
+        initializers.append(numpy_helper.from_array(projection, "embedding_weights"))
+        nodes.append(helper.make_node("MatMul", ["mean_rgb", "embedding_weights"], [EMBEDDING_NAME]))
+        dims = [model_file.BATCH_DIM, embedding_dims]
+        outputs.append(helper.make_tensor_value_info(EMBEDDING_NAME, TensorProto.FLOAT, dims))
     graph = helper.make_graph(
         nodes,
         "tiny",
-        [helper.make_tensor_value_info("image", input_type, ["N", height, width, 3])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        [helper.make_tensor_value_info(INPUT_NAME, input_type, [model_file.BATCH_DIM, height, width, INPUT_CHANNELS])],
+        outputs,
         initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="serve-tests")

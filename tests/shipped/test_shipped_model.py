@@ -18,19 +18,21 @@ from tests.photos import CIFAR_TEST_TAR, ROOT, cifar_test_jpeg, landscape_photo
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 CARD = DEFAULT_MODEL_PATH.parent / "model-card.json"
-# The release floor for the shipped int8 model (README, "The shipped model"): nothing below it ships.
+# The release floor for the shipped int8 model (docs/training.md, "The shipped model"): nothing below it ships.
 MIN_TOP1 = 0.90
 
-# Runs in a fresh interpreter where importing torch fails: the number comes from onnxruntime, numpy and Pillow only.
-# The labels come from the tarball's folder names, mapped through the model's own label list.
+# Runs in a fresh interpreter where importing torch fails: the number comes from onnxruntime, numpy and Pillow only
+# (and the stdlib-only contract for the file's names). The labels come from the tarball's folder names, mapped through
+# the model's own label list.
 RECOMPUTE = """
 import io, json, sys, tarfile
 sys.modules["torch"] = None
 import numpy as np, onnxruntime as ort
 from PIL import Image
+from contract.model_file import INPUT_NAME, LABELS, OUTPUT_NAME
 model, tarball = sys.argv[1], sys.argv[2]
 sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-labels = json.loads(sess.get_modelmeta().custom_metadata_map["labels"])
+labels = json.loads(sess.get_modelmeta().custom_metadata_map[LABELS])
 images, truth = [], []
 with tarfile.open(tarball) as tar:
     for member in tar:
@@ -38,7 +40,7 @@ with tarfile.open(tarball) as tar:
             images.append(np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")))
             truth.append(labels.index(member.name.split("/")[1]))
 images, truth = np.stack(images), np.array(truth)
-predicted = np.concatenate([sess.run(["logits"], {"image": images[i:i + 500]})[0].argmax(1)
+predicted = np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: images[i:i + 500]})[0].argmax(1)
                             for i in range(0, len(images), 500)])
 print(json.dumps({"images": len(images), "top1": float((predicted == truth).mean())}))
 """
@@ -60,7 +62,7 @@ def test_test_top1_recomputed_without_torch_matches_the_card(card):
     assert CIFAR_TEST_TAR.is_file(), f"{CIFAR_TEST_TAR} is missing: run `make data` (dvc pull)"
     done = subprocess.run(
         [sys.executable, "-c", RECOMPUTE, str(DEFAULT_MODEL_PATH), str(CIFAR_TEST_TAR)],
-        capture_output=True, text=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     measured = json.loads(done.stdout)
