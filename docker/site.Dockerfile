@@ -10,7 +10,7 @@ ENV PORT=8080 \
 
 COPY docker/site/default.conf.template /etc/nginx/templates/default.conf.template
 COPY --chmod=0755 docker/site/40-site-runtime-config.sh /docker-entrypoint.d/40-site-runtime-config.sh
-# Owned by root, read-only for the nginx user.
+# Owned by root, read-only for the nginx user. Without site/server.py, the local server (.dockerignore).
 COPY site/ /usr/share/nginx/html/
 
 USER 101

@@ -4,8 +4,8 @@
 #                                                        the CUDA libraries, so only the host driver is needed)
 # and run with `docker run --gpus all`. Build from the repository root:
 #   docker build -f docker/train.Dockerfile --build-arg GIT_SHA="$(git rev-parse HEAD)" -t cifar-train .
-# Run (pulls data from the remote, then rebuilds the pipeline, whose train stage needs a GPU; see the README's
-# Deploy section for the CPU recipe):
+# Run (pulls data from the remote, then rebuilds the pipeline, whose train stage needs a GPU; docs/deploy.md has
+# the CPU recipe):
 #   docker run --rm --gpus all -e DVC_REMOTE=gcs -v "$HOME/.config/gcloud:/home/trainer/.config/gcloud:ro" cifar-train
 FROM python:3.11.14-slim-bookworm
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from contract.paths import PROJECT_ROOT
 from loadtest.servers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT_ROOT  # the name the site and end-to-end tests import
 SERVICE_READY_TIMEOUT = 90.0  # model load + warm-up on a busy 2-core machine
 SITE_READY_TIMEOUT = 15.0
 
@@ -79,7 +80,7 @@ def start(name: str, args: list[str], env: dict[str, str], url: str, log_dir: Pa
 def site_server(api_url: str, log_dir: Path, name: str = "site", port: int | None = None) -> Iterator[Proc]:
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    args = [sys.executable, str(ROOT / "scripts" / "site_server.py"), "--port", str(port), "--api-url", api_url]
+    args = [sys.executable, str(ROOT / "site" / "server.py"), "--port", str(port), "--api-url", api_url]
     proc = start(name, args, dict(os.environ), url, log_dir)
     try:
         proc.wait_ready("/", SITE_READY_TIMEOUT)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs at container start (the nginx image runs /docker-entrypoint.d/*.sh before nginx): writes the page's runtime
 # config (config.js) and the security headers (the CSP names the API origin) from API_URL.
-# The same rule and the same headers as scripts/site_server.py (tests/site/test_site_server.py checks they agree).
+# The same rule and the same headers as site/server.py (tests/site/test_site_server.py checks they agree).
 # SITE_RUNTIME_DIR (default /tmp/site-runtime) is where nginx reads them (docker/site/default.conf.template).
 set -eu
 

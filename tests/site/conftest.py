@@ -1,5 +1,5 @@
 """Fixtures for the browser tests: the REAL service (`python -m serve`) and the REAL site server
-(scripts/site_server.py) as subprocesses on 127.0.0.1, on different ports (so cross-origin, as deployed), and
+(site/server.py) as subprocesses on 127.0.0.1, on different ports (so cross-origin, as deployed), and
 Debian's headless Chromium driven by Playwright.
 
 The model is the shipped one (shipped/model.int8.onnx) when it exists, otherwise the tiny contract-following model
@@ -143,7 +143,7 @@ def dead_api_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (scripts/setup-browser.sh)")
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (tools/setup-browser.sh)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -1,4 +1,4 @@
-"""`make run` (scripts/run_local.py): both servers come up on the given ports, the URLs are printed, the site is
+"""`make run` (run_local.py): both servers come up on the given ports, the URLs are printed, the site is
 wired to the service (config.js, CORS), and SIGTERM stops both."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def test_run_local_starts_both_and_stops_both(model_path):
     proc = subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "scripts" / "run_local.py"),
+            str(ROOT / "run_local.py"),
             "--port",
             str(port),
             "--site-port",

