@@ -1,10 +1,11 @@
-"""The local site server (scripts/site_server.py) and the container's start hook (docker/site/) agree on the
+"""The local site server (site/server.py) and the container's start hook (docker/site/) agree on the
 runtime config and the security headers, and both refuse an API_URL that could inject anything. Fast: no browser,
 no service."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 import subprocess
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from scripts import site_server
-
 ROOT = Path(__file__).resolve().parents[2]
+# Loaded from its path: site/ is not a package (`import site` is the standard library's).
+_spec = importlib.util.spec_from_file_location("site_server", ROOT / "site" / "server.py")
+site_server = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(site_server)
 HOOK = ROOT / "docker" / "site" / "40-site-runtime-config.sh"
 TEMPLATE = ROOT / "docker" / "site" / "default.conf.template"
 
@@ -133,11 +136,23 @@ def test_static_files_with_correct_types(server, path, content_type):
     assert body
 
 
-@pytest.mark.parametrize("path", ["/vendor/", "/nope.html", "/../pyproject.toml", "/%2e%2e/pyproject.toml"])
+@pytest.mark.parametrize(
+    "path", ["/vendor/", "/nope.html", "/../pyproject.toml", "/%2e%2e/pyproject.toml", "/server.py", "/./server.py?raw"]
+)
 def test_no_listing_no_escape(server, path):
     status, headers, _ = fetch(server + path)
     assert status == 404
     assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("path", ["/index.html%00.png", "/%00", "/%ed%a0%80.js", "/vendor/%00/htmx.min.js"])
+def test_a_path_no_file_can_have_is_answered_400(server, path):
+    # Once dropped the connection without an answer (ValueError: embedded null byte).
+    for method in ("GET", "HEAD"):
+        status, headers, _ = fetch(server + path, method=method)
+        assert status == 400
+        assert headers["X-Content-Type-Options"] == "nosniff"
+    assert fetch(server + "/")[0] == 200  # and the server goes on serving
 
 
 def test_only_get_and_head(server):
@@ -153,9 +168,12 @@ def test_vendored_htmx_is_the_pinned_2x():
     assert (ROOT / "site" / "vendor" / "LICENSE").is_file()
 
 
-def test_no_python_in_site():
-    # site/__init__.py would shadow the standard library's `site` module.
-    assert not list((ROOT / "site").rglob("*.py"))
+def test_site_is_no_python_package():
+    # site/__init__.py would shadow the standard library's `site` module. The one Python file is this server, a
+    # script run by its path, which neither this server nor the site image (.dockerignore) serves.
+    assert not list((ROOT / "site").rglob("__init__.py"))
+    assert [p.relative_to(ROOT).as_posix() for p in (ROOT / "site").rglob("*.py")] == ["site/server.py"]
+    assert site_server.SITE_DIR == ROOT / "site"
 
 
 # --- the container's start hook: same rule, same headers -------------------------------------------------
