@@ -12,10 +12,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from contract.paths import MODELS_DIR, PROJECT_ROOT, SHIPPED_DIR
 from loadtest import model_bench, payloads, report, soak
 from loadtest.client import run_level
 from loadtest.servers import Server, naive_spec, noop_spec, service_spec
-from train.paths import PROJECT_ROOT
 
 TARGETS = ("service", "naive", "noop")
 # Beyond the CIFAR sweep at --levels: the larger uploads at the few levels the targets need (a 12-MP decode costs
@@ -25,12 +25,12 @@ EXTRA_SCENARIOS = {"photo": (1, 16), "phone": (1, 4), "mix": (16,)}
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=PROJECT_ROOT / "shipped" / "model.int8.onnx")
+    parser.add_argument("--model", type=Path, default=SHIPPED_DIR / "model.int8.onnx")
     parser.add_argument("--fp32-model", type=Path, help="also time this fp32 ONNX (default: model.onnx beside --model)")
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        default=PROJECT_ROOT / "models" / "resnet18-cifar10.ckpt",
+        default=MODELS_DIR / "resnet18-cifar10.ckpt",
         help="Lightning checkpoint of the same network, for the naive server and PyTorch timing (default: the "
         "shipped model's, tracked by models.dvc)",
     )
@@ -128,24 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGTERM to the load test unwinds like Ctrl-C, so the `finally` blocks stop the servers it started.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        return run(args)
+        return run_load_test(args)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(args: argparse.Namespace) -> int:
+def missing_input(args: argparse.Namespace) -> str | None:
+    """Why the load test cannot start, if it cannot."""
     if not args.model.is_file():
-        print(f"loadtest: model {args.model} not found (--model)", file=sys.stderr)
-        return 2
-    checkpoint = args.checkpoint if args.checkpoint.is_file() else None
-    if "naive" in args.targets and checkpoint is None:
-        print(
-            f"loadtest: checkpoint {args.checkpoint} not found (--checkpoint, needed by the naive server)",
-            file=sys.stderr,
-        )
-        return 2
-    results: dict = {"machine": report.machine()}
-    results["settings"] = {
+        return f"model {args.model} not found (--model)"
+    if "naive" in args.targets and not args.checkpoint.is_file():
+        return f"checkpoint {args.checkpoint} not found (--checkpoint, needed by the naive server)"
+    return None
+
+
+def settings_record(args: argparse.Namespace) -> dict:
+    return {
         "model": str(args.model),
         "checkpoint": str(args.checkpoint),
         "levels": args.levels,
@@ -157,47 +155,74 @@ def run(args: argparse.Namespace) -> int:
         "soak_seconds": args.soak_seconds,
         "soak_concurrency": args.soak_concurrency,
     }
-    bodies = payloads.build(cifar_count=32 if args.quick else 256)
-    results["payloads"] = payloads.describe(bodies) | {"cifar_source": payloads.source()}
-    if args.model_seconds > 0:
-        print(f"model alone: {args.model}" + (f" vs PyTorch {checkpoint}" if checkpoint else ""), file=sys.stderr)
-        threads = int(args.serve_env.get("ORT_THREADS", "0"))
-        results["model"] = model_bench.run(
-            args.model, checkpoint, fp32_model=args.fp32_model, threads=threads, seconds=args.model_seconds
-        )
+
+
+def model_alone(args: argparse.Namespace, checkpoint: Path | None) -> dict:
+    print(f"model alone: {args.model}" + (f" vs PyTorch {checkpoint}" if checkpoint else ""), file=sys.stderr)
+    return model_bench.benchmark_model(
+        args.model,
+        checkpoint,
+        fp32_model=args.fp32_model,
+        threads=int(args.serve_env.get("ORT_THREADS", "0")),
+        seconds=args.model_seconds,
+    )
+
+
+def load_every_server(args: argparse.Namespace, checkpoint: Path | None, bodies: dict) -> dict:
+    """Each target server in turn, started fresh and stopped (with its exit code) after its levels."""
     specs = {
         "service": lambda: service_spec(args.model, args.serve_env),
         "naive": lambda: naive_spec(checkpoint),
         "noop": noop_spec,
     }
-    results["servers"] = {}
+    records = {}
     for name in args.targets:
         server = Server(specs[name]())
         try:
-            results["servers"][name] = load_server(server, bodies, args)
+            records[name] = load_server(server, bodies, args)
         finally:
             code = server.stop()
-        results["servers"][name]["exit_code"] = code
+        records[name]["exit_code"] = code
+    return records
+
+
+def soak_service(args: argparse.Namespace, bodies: dict) -> dict:
+    """A fresh service under the saturation soak, then SIGTERM."""
+    server = Server(service_spec(args.model, args.serve_env))
+    with tqdm(total=int(args.soak_seconds), desc=f"soak c={args.soak_concurrency}", leave=False) as bar:
+
+        def tick(info: dict) -> None:
+            bar.set_postfix(info)
+            bar.update(1)
+
+        try:
+            checks = soak.soak_then_sigterm(
+                server,
+                payloads.Picker(bodies, "mix"),
+                concurrency=args.soak_concurrency,
+                seconds=args.soak_seconds,
+                tick=tick,
+            )
+        finally:
+            server.stop()
+    tqdm.write(f"soak: {checks['soak']['statuses']} rss {checks['soak']['rss_mb']}; sigterm: {checks['sigterm']}")
+    return checks
+
+
+def run_load_test(args: argparse.Namespace) -> int:
+    problem = missing_input(args)
+    if problem:
+        print(f"loadtest: {problem}", file=sys.stderr)
+        return 2
+    checkpoint = args.checkpoint if args.checkpoint.is_file() else None
+    results: dict = {"machine": report.machine(), "settings": settings_record(args)}
+    bodies = payloads.build(cifar_count=32 if args.quick else 256)
+    results["payloads"] = payloads.describe(bodies) | {"cifar_source": payloads.source()}
+    if args.model_seconds > 0:
+        results["model"] = model_alone(args, checkpoint)
+    results["servers"] = load_every_server(args, checkpoint, bodies)
     if "service" in args.targets and args.soak_seconds > 0:
-        server = Server(service_spec(args.model, args.serve_env))
-        with tqdm(total=int(args.soak_seconds), desc=f"soak c={args.soak_concurrency}", leave=False) as bar:
-
-            def tick(info: dict) -> None:
-                bar.set_postfix(info)
-                bar.update(1)
-
-            try:
-                checks = soak.run(
-                    server,
-                    payloads.Picker(bodies, "mix"),
-                    concurrency=args.soak_concurrency,
-                    seconds=args.soak_seconds,
-                    tick=tick,
-                )
-            finally:
-                server.stop()
-        results |= checks
-        tqdm.write(f"soak: {checks['soak']['statuses']} rss {checks['soak']['rss_mb']}; sigterm: {checks['sigterm']}")
+        results |= soak_service(args, bodies)
     paths = report.write(results, args.out_dir)
     for target in results["targets"]:
         print(f"  {report.met_text(target['met']):12} {target['target']}: {target['measured']}")

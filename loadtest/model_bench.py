@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.model_file import INPUT_NAME, OUTPUT_NAME, QUANTIZATION
+
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -99,7 +101,7 @@ def spinning_session(path: Path, threads: int):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda images: session.run(["logits"], {"image": images})[0]
+    return lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
 
 
 def sweep(run: Callable[[np.ndarray], object], images: np.ndarray, seconds: float) -> dict:
@@ -117,7 +119,7 @@ def onnx_model(path: Path, threads: int, seconds: float, sweep_batches: bool) ->
 
     model = load_model(path, threads=threads)
     images = np.random.default_rng(0).integers(0, 256, (64, *model.input_size, 3), dtype=np.uint8)
-    out: dict = {"path": str(path), "quantization": model.metadata.get("quantization", "none"), "name": model.name}
+    out: dict = {"path": str(path), QUANTIZATION: model.quantization, "name": model.name}
     if sweep_batches:
         out["batches"] = sweep(model.run, images, seconds / 2)
         out["batch1"] = out["batches"]["1"]  # the sweep starts at batch 1: no second timing of it
@@ -137,7 +139,7 @@ def onnx_model(path: Path, threads: int, seconds: float, sweep_batches: bool) ->
     return out, images, lambda: model.run(images[:1])
 
 
-def run(
+def benchmark_model(
     model: Path,
     checkpoint: Path | None,
     *,
@@ -145,6 +147,8 @@ def run(
     threads: int = 0,
     seconds: float = 2.0,
 ) -> dict:
+    """The model alone: onnxruntime's batch sweep and peak, fp32 at batch 1 when given, and PyTorch eager against
+    onnxruntime at batch 1 when given the checkpoint."""
     threads = threads or physical_cores()
     result: dict = {"threads": threads}
     result["onnxruntime"], images, ort_batch1 = onnx_model(model, threads, seconds, sweep_batches=True)

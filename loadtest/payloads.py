@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from train.paths import PROCESSED_DIR
+from contract.paths import PROCESSED_DIR
 
 KINDS = ("cifar", "photo", "phone", "mix")
 # The mix: mostly small images (thumbnails, the test set, the site's examples), some web photos, a few phone photos.

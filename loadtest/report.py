@@ -1,5 +1,6 @@
 """The results, three ways: loadtest.json (everything), loadtest.md (tables, targets met or not) and loadtest.png
-(latency against throughput per server). Also the machine description that every number depends on."""
+(latency against throughput per server). Also the machine description that every number depends on.
+The targets themselves, and how each is judged, are in loadtest/targets.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from train.paths import PROJECT_ROOT
+from contract.model_file import QUANTIZATION, QUANTIZATION_NONE
+from contract.paths import PROJECT_ROOT
+from loadtest.targets import judge_all
 
 INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "hypervisor")
 PACKAGES = ("onnxruntime", "torch", "numpy", "pillow", "starlette", "uvicorn")
@@ -46,106 +49,6 @@ def machine() -> dict:
         "git_sha": git,
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-
-
-def level(results: dict, server: str, scenario: str, concurrency: int) -> dict | None:
-    for entry in results.get("servers", {}).get(server, {}).get("scenarios", {}).get(scenario, []):
-        if entry["concurrency"] == concurrency:
-            return entry
-    return None
-
-
-def _target(text: str, measured: str | None, met: bool | None) -> dict:
-    return {"target": text, "measured": measured or "not measured", "met": met if measured else None}
-
-
-def targets(results: dict) -> list[dict]:
-    """Each target of the issue, with the number measured and whether it is met; nothing is rounded in our favour."""
-    out = []
-    model = results.get("model", {})
-    paired = model.get("batch1_interleaved", {})  # both runtimes timed in alternation, under the same conditions
-    ort_b1 = paired.get("onnxruntime", {}).get("median_ms")
-    torch_b1 = paired.get("torch", {}).get("median_ms")
-    if ort_b1 and torch_b1:
-        speedup = torch_b1 / ort_b1
-        measured = f"{speedup:.1f}x ({torch_b1:.2f} ms -> {ort_b1:.3f} ms, timed in alternation)"
-        out.append(
-            _target(
-                "model alone, batch 1: onnxruntime int8 >= 10x faster than PyTorch eager fp32", measured, speedup >= 10
-            )
-        )
-    else:
-        out.append(_target("model alone, batch 1: onnxruntime int8 >= 10x faster than PyTorch eager fp32", None, None))
-    svc16, naive16 = level(results, "service", "cifar", 16), level(results, "naive", "cifar", 16)
-    text = "service req/s at concurrency 16 (CIFAR JPEGs) >= 10x the naive server"
-    if svc16 and naive16 and naive16["throughput_rps"]:
-        ratio = svc16["throughput_rps"] / naive16["throughput_rps"]
-        measured = f"{ratio:.1f}x ({svc16['throughput_rps']:.0f} vs {naive16['throughput_rps']:.0f} req/s)"
-        out.append(_target(text, measured, ratio >= 10))
-    else:
-        out.append(_target(text, None, None))
-    peak = model.get("onnxruntime", {}).get("peak")
-    text = "service req/s at concurrency 16 (CIFAR JPEGs) >= 50 % of the model's own peak images/s"
-    if svc16 and peak:
-        share = svc16["throughput_rps"] / peak["images_per_s"]
-        how = f"batch {peak['batch']}" + (", threads spinning" if peak.get("spinning") else "")
-        measured = f"{share:.0%} ({svc16['throughput_rps']:.0f} vs {peak['images_per_s']:.0f} at {how})"
-        out.append(_target(text, measured, share >= 0.5))
-    else:
-        out.append(_target(text, None, None))
-    noop16 = level(results, "noop", "cifar", 16)
-    noop1 = level(results, "noop", "cifar", 1)
-    floor = (
-        f"{noop16['throughput_rps']:.0f} req/s at concurrency 16; p50 {noop1['latency_ms']['p50']:.2f} ms at 1"
-        if noop16 and noop1
-        else None
-    )
-    out.append(
-        {"target": "no-op endpoint (framework floor), for reference", "measured": floor or "not measured", "met": None}
-    )
-    svc1 = level(results, "service", "cifar", 1)
-    p99 = svc1["latency_ms"]["p99"] if svc1 else None
-    out.append(
-        _target("p99 at concurrency 1 (CIFAR JPEG) <= 3 ms", p99 and f"{p99:.2f} ms", p99 is not None and p99 <= 3)
-    )
-    phone = level(results, "service", "phone", 1)
-    p50 = phone["latency_ms"]["p50"] if phone else None
-    out.append(
-        _target("12-MP JPEG p50 (concurrency 1) <= 40 ms", p50 and f"{p50:.1f} ms", p50 is not None and p50 <= 40)
-    )
-    service = results.get("servers", {}).get("service", {})
-    ready = service.get("ready_s")
-    out.append(_target("process start -> ready <= 1 s", ready and f"{ready:.2f} s", ready is not None and ready <= 1))
-    rss = service.get("rss_peak_mb")
-    out.append(
-        _target(
-            "RSS <= 150 MB (peak over the benchmark levels)", rss and f"{rss:.0f} MB", rss is not None and rss <= 150
-        )
-    )
-    soak = results.get("soak")
-    if soak:
-        measured = (
-            f"{soak['seconds']:.0f} s at concurrency {soak['concurrency']}: {soak['statuses']}, "
-            f"{soak['resent']} resent; RSS "
-            f"{soak['rss_mb']['first']:.0f} -> {soak['rss_mb']['last']:.0f} MB (max {soak['rss_mb']['max']:.0f})"
-        )
-        out.append(
-            _target(
-                "saturation: only 200 and 503, RSS stable", measured, soak["only_200_and_503"] and soak["rss_stable"]
-            )
-        )
-    else:
-        out.append(_target("saturation: only 200 and 503, RSS stable", None, None))
-    sig = results.get("sigterm")
-    if sig:
-        measured = (
-            f"in flight {sig['in_flight_at_sigterm']}, new connections refused from "
-            f"+{sig['new_connections_refused_after_s']} s, exit {sig['exit_code']} after {sig['exit_after_s']:.2f} s"
-        )
-        out.append(_target("SIGTERM under load: in-flight finish, new refused, exit 0", measured, sig["passed"]))
-    else:
-        out.append(_target("SIGTERM under load: in-flight finish, new refused, exit 0", None, None))
-    return out
 
 
 def met_text(value: bool | None) -> str:
@@ -217,7 +120,7 @@ def markdown(results: dict) -> str:
         ort = model["onnxruntime"]
         spinning = ort.get("batches_spinning", {})
         for size, t in ort.get("batches", {}).items():
-            name = "onnxruntime " + ("fp32" if ort["quantization"] == "none" else "int8")
+            name = "onnxruntime " + ("fp32" if ort[QUANTIZATION] == QUANTIZATION_NONE else "int8")
             spin = f"{spinning[size]['images_per_s']:.0f}" if size in spinning else ""
             lines.append(f"| {name} | {size} | {t['median_ms']:.3f} | {t['images_per_s']:.0f} | {spin} |")
     for key in ("soak", "sigterm"):
@@ -268,7 +171,7 @@ def plot(results: dict, path: Path) -> None:
 
 def write(results: dict, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    results["targets"] = targets(results)
+    results["targets"] = judge_all(results)
     paths = {"json": out_dir / "loadtest.json", "md": out_dir / "loadtest.md", "png": out_dir / "loadtest.png"}
     paths["json"].write_text(json.dumps(results, indent=1) + "\n")
     paths["md"].write_text(markdown(results))

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from contract.paths import PROJECT_ROOT
 from serve.settings import Settings
-from train.paths import PROJECT_ROOT
 
 # Every server runs with uvicorn's defaults as `python -m serve` sets them (1 worker, httptools, no server header) and
 # logs at warning: an access-log line per request would be part of what is measured otherwise.

@@ -25,10 +25,10 @@ def processed_dir(raw_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def mlp_checkpoint(processed_dir, tmp_path_factory) -> Path:
-    """A real checkpoint from `train.train.run`: the MLP, a few epochs on the synthetic data (seconds)."""
+    """A real checkpoint from `train.train.train`: the MLP, a few epochs on the synthetic data (seconds)."""
     from tests.train.conftest import fast_overrides, task_config
-    from train.train import run
+    from train.train import train
 
     tmp = tmp_path_factory.mktemp("mlp-run")
-    run(task_config([*fast_overrides(processed_dir, tmp), "model=mlp", "trainer.max_epochs=4"]))
+    train(task_config([*fast_overrides(processed_dir, tmp), "model=mlp", "trainer.max_epochs=4"]))
     return tmp / "ckpt" / "mlp" / "last.ckpt"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import tarfile
-from pathlib import Path
 
 from PIL import Image, ImageFilter
 
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR_TEST_TAR = ROOT / "data" / "raw" / "cifar10-test.tar.gz"
+from contract.paths import PROJECT_ROOT, RAW_DIR
+
+ROOT = PROJECT_ROOT  # the name the shipped-model tests import
+CIFAR_TEST_TAR = RAW_DIR / "cifar10-test.tar.gz"
 
 
 def cifar_test_jpeg(member: str) -> bytes:

@@ -37,7 +37,7 @@ async def with_server(handler: Handler, client: Callable[[str], Awaitable]) -> t
     return result, connections
 
 
-def run(handler: Handler, client: Callable[[str], Awaitable]) -> tuple[object, list[int]]:
+def run_against(handler: Handler, client: Callable[[str], Awaitable]) -> tuple[object, list[int]]:
     return asyncio.run(with_server(handler, client))
 
 
@@ -56,7 +56,7 @@ def test_a_request_on_a_keep_alive_connection_closed_unread_is_resent_once():
         second = await timed_post(connection, b"y" * 100)
         return first[0], second[0], connection.resent
 
-    (first, second, resent), connections = run(answer_once_then_close_unread, two_requests)
+    (first, second, resent), connections = run_against(answer_once_then_close_unread, two_requests)
     assert (first, second, resent) == (200, 200, 1)
     assert len(connections) == 2  # the resend went out on a new connection
 
@@ -70,7 +70,7 @@ def test_a_fresh_connection_closed_unanswered_is_not_resent():
         status, _, _ = await timed_post(connection, b"x" * 100)
         return status, connection.resent
 
-    (status, resent), connections = run(close_at_once, one_request)
+    (status, resent), connections = run_against(close_at_once, one_request)
     assert (status, resent) == ("closed_unanswered", 0)
     assert len(connections) == 1
 
@@ -88,7 +88,7 @@ def test_a_connection_closed_in_the_middle_of_an_answer_counts_as_disconnected()
         statuses = [(await timed_post(connection, b"x" * 100))[0] for _ in range(2)]
         return statuses, connection.resent
 
-    (statuses, resent), _ = run(half_an_answer, two_requests)
+    (statuses, resent), _ = run_against(half_an_answer, two_requests)
     assert statuses == [200, "disconnected"]
     assert resent == 0  # the server had started answering: not a request it never read
 
@@ -97,6 +97,6 @@ def test_run_level_reports_resends():
     async def level(url):
         return (await run_level(url, lambda: b"x" * 10, concurrency=1, max_requests=3, max_seconds=10)).summary()
 
-    summary, _ = run(answer_once_then_close_unread, level)
+    summary, _ = run_against(answer_once_then_close_unread, level)
     assert summary["statuses"] == {"200": 3}
     assert summary["resent"] == 3  # every request after the warm-up found its connection closed

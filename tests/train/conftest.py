@@ -8,7 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 import train.train  # noqa: F401  (registers the project_root resolver)
-from train.paths import PROJECT_ROOT
+from contract.paths import PROJECT_ROOT
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

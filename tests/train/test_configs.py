@@ -3,12 +3,12 @@ import yaml
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
+from contract.paths import PROJECT_ROOT
 from tests.train.conftest import compose_config
-from train.paths import PROJECT_ROOT
 
 GROUP_OPTIONS = {
     "model": ["resnet18", "resnet18_pretrained", "mlp"],
-    "trainer": ["cpu", "gpu", "ddp"],
+    "trainer": ["cpu", "gpu", "ddp", "ddp_cpu"],
     "logger": ["csv", "wandb", "none"],
     "data": ["cifar10"],
     "callbacks": ["default"],
