@@ -8,7 +8,7 @@ import lightning as L
 
 
 class EpochSpeed(L.Callback):
-    """Prints training images/s and epoch time, and logs them: the numbers behind the README's speed table."""
+    """Prints training images/s and epoch time, and logs them: the CPU speed table in docs/training.md."""
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()

@@ -1,4 +1,8 @@
-"""CIFAR-10 from data/processed: a seeded train/val split of the training set; test = the 10,000 test images."""
+"""CIFAR-10 from data/processed: a seeded train/val split of the training set; test = the 10,000 test images.
+
+Optionally the training split also gets the pictures people corrected (`feedback_dir`: the image folder that
+`python -m monitor harvest` writes, <label>/<request_id>.png); validation and test never do, so their numbers stay
+comparable between runs with and without it."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from train.prepare import DataError
+from train.prepare import IMAGE_SHAPE, DataError
 
 
 class ArrayDataset(Dataset):
@@ -27,6 +31,29 @@ class ArrayDataset(Dataset):
         return self.images[index], self.labels[index]
 
 
+def load_image_folder(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """<class>/<name>.png (32x32 RGB, as harvested) -> uint8 [N, 32, 32, 3] and int64 labels, in sorted order."""
+    from PIL import Image
+
+    if not folder.is_dir():
+        raise DataError(f"{folder} is missing: run `dvc pull {folder}.dvc` or `python -m monitor harvest`")
+    unknown = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in classes)
+    if unknown:
+        raise DataError(f"{folder}: folders {unknown} are not classes of this dataset ({classes})")
+    images, labels = [], []
+    for index, name in enumerate(classes):
+        for path in sorted((folder / name).glob("*.png")) if (folder / name).is_dir() else []:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB"))
+            if array.shape != IMAGE_SHAPE:
+                raise DataError(f"{path} is {array.shape[1]}x{array.shape[0]}, expected 32x32")
+            images.append(array)
+            labels.append(index)
+    if not images:
+        return np.empty((0, *IMAGE_SHAPE), dtype=np.uint8), np.empty(0, dtype=np.int64)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
 class CIFAR10DataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -36,6 +63,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         val_size: int = 5000,
         split_seed: int = 0,
         num_workers: int = 0,
+        feedback_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -63,7 +91,12 @@ class CIFAR10DataModule(L.LightningDataModule):
                 np.sort(order[: self.hparams.val_size]),
                 np.sort(order[self.hparams.val_size :]),
             )
-            self.datasets["train"] = ArrayDataset(images[train_idx], labels[train_idx])
+            train_images, train_labels = images[train_idx], labels[train_idx]
+            if self.hparams.feedback_dir:
+                extra_images, extra_labels = load_image_folder(Path(self.hparams.feedback_dir), self.classes)
+                train_images = np.concatenate([train_images, extra_images])
+                train_labels = np.concatenate([train_labels, extra_labels])
+            self.datasets["train"] = ArrayDataset(train_images, train_labels)
             self.datasets["val"] = ArrayDataset(images[val_idx], labels[val_idx])
         if stage in ("test", None) and "test" not in self.datasets:
             self.datasets["test"] = ArrayDataset(*self._load("test"))

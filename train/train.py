@@ -10,12 +10,13 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from train import wandb_online  # noqa: F401  (registers the wandb_online/wandb_offline resolvers)
 from train.paths import PROJECT_ROOT
 
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
 
 
-def run(cfg: DictConfig) -> dict:
+def train(cfg: DictConfig) -> dict:
     """Fit and test; returns the final validation top-1 and the test metrics (also in <checkpoint dir>/metrics.json)."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
@@ -39,13 +40,14 @@ def run(cfg: DictConfig) -> dict:
         "epochs": trainer.current_epoch,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    (ckpt_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"test top-1: {results['test_top1']:.4f}  ({ckpt_dir / 'metrics.json'})")
+    if trainer.is_global_zero:  # under DDP every process has the same (synced) results: one writes them
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (ckpt_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(f"test top-1: {results['test_top1']:.4f}  ({ckpt_dir / 'metrics.json'})")
     return results
 
 
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "configs"), config_name="train")
 def main(cfg: DictConfig) -> float:
     # The value a Hydra sweeper optimises: validation top-1. The test set never selects anything.
-    return run(cfg)["val_top1"]
+    return train(cfg)["val_top1"]
