@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TextIO
 
 import anyio
 import anyio.to_thread
@@ -13,10 +14,15 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
+from contract.prediction_log import VERDICTS
 from serve.batching import MicroBatcher
+from serve.draining import CutUploadsOnStop, Stopping
 from serve.errors import EXCEPTION_HANDLERS
 from serve.metrics import Metrics, MetricsMiddleware
 from serve.model import LoadedModel, load_model
+from serve.prediction_log import PredictionLog
+from serve.request_ids import HEADER as REQUEST_ID_HEADER
+from serve.request_ids import RequestIdMiddleware
 from serve.routes import ROUTES
 from serve.settings import Settings
 
@@ -33,26 +39,42 @@ HTMX_HEADERS = (
 )
 
 
-def create_app(settings: Settings, *, model: LoadedModel | None = None) -> Starlette:
-    """`model` lets `python -m serve` load (and fail) before the server starts; otherwise startup loads it."""
+def create_app(settings: Settings, *, model: LoadedModel | None = None, log_sink: TextIO | None = None) -> Starlette:
+    """`model` lets `python -m serve` load (and fail) before the server starts; otherwise startup loads it.
+    `log_sink` (a text stream) takes the prediction log's lines instead of PREDICTION_LOG."""
     metrics = Metrics()
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)]
+    stopping = Stopping()  # set by the server when its graceful shutdown begins (serve/server.py)
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES),
+        Middleware(CutUploadsOnStop, stopping=stopping),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=HTMX_HEADERS,
-                expose_headers=["Retry-After"],
+                # Content-Type: the page posts /feedback as application/json, which is not a "simple" request.
+                allow_headers=[*HTMX_HEADERS, "Content-Type", REQUEST_ID_HEADER],
+                expose_headers=["Retry-After", REQUEST_ID_HEADER],
             )
         )
     app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=_lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.stopping = stopping
     app.state.model = model
     app.state.batcher = None
     app.state.ready = False
+    app.state.prediction_log = None
+    if settings.prediction_log or log_sink is not None:
+        app.state.prediction_log = PredictionLog(
+            settings.prediction_log,
+            capacity=settings.prediction_log_queue,
+            on_drop=metrics.prediction_log_dropped.inc,
+            sink=log_sink,
+        )
     return app
 
 
@@ -68,16 +90,24 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     warm_up = np.zeros((settings.batch_max_size, *model.input_size, 3), dtype=np.uint8)
     await anyio.to_thread.run_sync(model.run, warm_up)
     state.decode_limiter = anyio.CapacityLimiter(settings.decode_concurrency)
+    prediction_log: PredictionLog | None = state.prediction_log
+    if prediction_log is not None:
+        await anyio.to_thread.run_sync(prediction_log.start)  # opens the file: a bad PREDICTION_LOG fails the start
+    # The embedding is asked for only when it is logged (the graph computes it anyway, as the logits' input).
+    infer = model.run_with_embedding if prediction_log is not None and model.has_embedding else model.run
     state.batcher = MicroBatcher(
-        model.run,
+        infer,
         max_batch=settings.batch_max_size,
         max_wait_s=settings.batch_max_wait_ms / 1000,
         capacity=settings.queue_size,
         metrics=state.metrics,
     )
     state.batcher.start()
-    quantization = model.metadata.get("quantization", "none")
-    state.metrics.model_info.labels(model.name, model.version, quantization).set(1)
+    state.metrics.model_info.labels(model.name, model.version, model.quantization).set(1)
+    for label in model.labels:  # every series from the start, so rates and shares are defined before any answer
+        state.metrics.predictions.labels(label)
+    for verdict in VERDICTS:
+        state.metrics.feedback.labels(verdict)
     state.ready = True
     log.info("model %s %s ready (%s, input %s)", model.name, model.version, model.path, model.input_size)
     try:
@@ -86,3 +116,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         # The server has stopped taking requests and waited for in-flight ones; finish anything still queued.
         state.ready = False
         await state.batcher.stop()
+        if prediction_log is not None:
+            await anyio.to_thread.run_sync(
+                prediction_log.close
+            )  # the lines of the last answers, then the file is closed

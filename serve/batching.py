@@ -1,6 +1,7 @@
 """Micro-batching: requests that arrive together share one onnxruntime call, run off the event loop.
 
-A request first takes a slot (at most `capacity` at once, else `Overloaded` -> 503), then submits its input.
+A request whose upload is in takes a slot (at most `capacity` at once, else `Overloaded` -> 503), then submits its
+input; receiving the upload is bounded apart from this queue (serve/uploads.py).
 The worker takes everything already waiting (up to `max_batch`); only when others were waiting does it linger
 up to `max_wait_s` for more, so a lone request goes straight through. While a batch runs in the inference
 thread, new arrivals pile up and form the next batch.
@@ -14,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,7 @@ class NotRunning(Exception):
 class MicroBatcher:
     def __init__(
         self,
-        infer: Callable[[np.ndarray], np.ndarray],
+        infer: Callable[[np.ndarray], np.ndarray | tuple[np.ndarray, ...]],
         *,
         max_batch: int,
         max_wait_s: float,
@@ -67,10 +69,15 @@ class MicroBatcher:
             await self._task
         self._executor.shutdown(wait=True)
 
+    @property
+    def full(self) -> bool:
+        """Every slot is taken: a request arriving now can be refused before its upload is received."""
+        return self._held >= self._capacity
+
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        """A place in the bounded queue, held while the request receives its upload, decodes, waits and is inferred."""
-        if self._held >= self._capacity:
+        """A place in the bounded queue, taken once the upload is in, held while it decodes, waits and is inferred."""
+        if self.full:
             raise Overloaded
         self._held += 1
         self._metrics.queue_depth.set(self._held)
@@ -80,8 +87,9 @@ class MicroBatcher:
             self._held -= 1
             self._metrics.queue_depth.set(self._held)
 
-    async def infer(self, item: np.ndarray) -> np.ndarray:
-        """The model's output row for one input; batched with whatever else is waiting."""
+    async def infer(self, item: np.ndarray) -> Any:
+        """The model's output row for one input (a tuple of rows for several outputs); batched with whatever else is
+        waiting."""
         if self._task is None or self._stopping:
             raise NotRunning
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
@@ -135,6 +143,8 @@ class MicroBatcher:
             return
         self._metrics.inference_seconds.observe(perf_counter() - started)
         self._metrics.batch_size.observe(len(batch))
-        for (_, future), row in zip(batch, outputs, strict=True):
+        # A model with several outputs (logits and embedding) gives a tuple of arrays: each request gets its rows.
+        rows = zip(*outputs, strict=True) if isinstance(outputs, tuple) else outputs
+        for (_, future), row in zip(batch, rows, strict=True):
             if not future.done():
                 future.set_result(row)

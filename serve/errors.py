@@ -31,6 +31,10 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def not_ready() -> ApiError:
+    return ApiError(503, "not_ready", "the model is loading or warming up; retry shortly", {"Retry-After": "1"})
+
+
 def render_error(request: Request, error: ApiError) -> Response:
     if wants_html(request):
         return HTMLResponse(error_fragment(error.code, error.detail), error.status, headers=error.headers)

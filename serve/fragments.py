@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
 from starlette.requests import Request
 
-ERROR_TITLES = {
-    "empty_body": "Nothing was uploaded",
-    "empty_file": "The file is empty",
-    "missing_file": "No file in the upload",
-    "bad_request": "The upload could not be read",
-    "not_an_image": "That is not a picture we can read",
-    "corrupt_image": "The picture is damaged",
-    "body_too_large": "The file is too big",
-    "body_timeout": "The upload took too long",
-    "too_many_pixels": "The picture has too many pixels",
-    "overloaded": "The service is busy",
-    "not_ready": "The service is starting",
-    "not_found": "Not found",
-    "method_not_allowed": "Method not allowed",
-    "internal_error": "Something went wrong on our side",
-}
+from contract.prediction_log import NONE_OF_THESE
+from serve.error_codes import error_title
 
 
 def wants_html(request: Request) -> bool:
@@ -39,7 +26,9 @@ def percent(score: float) -> str:
     return f"{score * 100:.0f}"
 
 
-def result_fragment(result: dict) -> str:
+def result_fragment(result: dict, *, labels: Sequence[str] = (), thumbnail: str | None = None) -> str:
+    """The answer; with `thumbnail` (base64 PNG of the model's input) the picture as the model saw it, and with
+    `labels` (the model's) the question whether it is right (the page posts the reply to /feedback)."""
     label = escape(result["label"])
     items = " ".join(_topk_item(entry["label"], entry["score"]) for entry in result["top_k"])
     model = result["model"]
@@ -49,7 +38,45 @@ def result_fragment(result: dict) -> str:
         f'<p class="result-score">{percent(result["score"])}% sure</p> '
         f"{_unsure_note(result['score'])}"
         f'<ol class="topk"> {items} </ol> '
+        f"{_seen(thumbnail)}"
+        f"{_feedback_form(result, labels, thumbnail is not None)}"
         f'<p class="result-model">model {escape(model["name"])} {escape(model["version"])}</p></section>'
+    )
+
+
+def _seen(thumbnail: str | None) -> str:
+    if thumbnail is None:
+        return ""
+    return (
+        f'<figure class="result-seen"><img class="result-thumbnail" src="data:image/png;base64,{escape(thumbnail)}" '
+        'alt="Your picture as the model saw it"> <figcaption>What the model saw</figcaption></figure> '
+    )
+
+
+def _feedback_form(result: dict, labels: Sequence[str], with_thumbnail: bool) -> str:
+    """Yes, or "No, it's a ..." (the model's other labels, or none of these), and consent to share the thumbnail:
+    off unless the person ticks it."""
+    if not labels:
+        return ""
+    options = "".join(
+        f'<option value="{escape(name)}">{escape(name)}</option>' for name in labels if name != result["label"]
+    )
+    consent = (
+        '<label class="feedback-consent"><input type="checkbox" name="share_thumbnail"> '
+        "Share the picture the model saw (32×32 pixels) to help train it</label>"
+        if with_thumbnail
+        else ""
+    )
+    return (
+        f'<form class="feedback" data-request-id="{escape(result.get("request_id", ""))}" '
+        f'data-predicted="{escape(result["label"])}"><fieldset><legend>Is this right?</legend> '
+        '<div class="feedback-choices"><button type="submit" class="button feedback-yes" value="right">Yes</button> '
+        '<span class="feedback-no"><label for="feedback-label">No, it’s a</label> '
+        '<select id="feedback-label" name="label"><option value="">choose…</option>'
+        f'{options}<option value="{NONE_OF_THESE}">none of these</option></select> '
+        '<button type="submit" class="button feedback-send" value="wrong">Send</button></span></div> '
+        f"{consent}</fieldset>"
+        '<p class="feedback-status" role="status" aria-live="polite"></p></form> '
     )
 
 
@@ -69,7 +96,7 @@ def _topk_item(label: str, score: float) -> str:
 
 
 def error_fragment(code: str, detail: str) -> str:
-    title = ERROR_TITLES.get(code, "The request failed")
+    title = error_title(code)
     return (
         f'<div class="error" role="alert" data-error="{escape(code)}">'
         f"<strong>{escape(title)}</strong> <span>{escape(detail)}</span></div>"

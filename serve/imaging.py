@@ -6,19 +6,23 @@ import contextlib
 import io
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from serve.errors import ApiError
+from contract.model_file import RESIZE_CENTER_CROP
+from serve.formats import DECODE_BYTES_PER_PIXEL, DECODE_FIXED_BYTES, PILLOW_FORMATS
+from serve.inline_decode import INLINE_MAX_BYTES, INLINE_MAX_PIXELS, PLAIN_CHECKS, plain_enough
 
-# The decoders we expose to untrusted bytes; Pillow's many others stay unreachable. (The JPEG opener also
-# returns "MPO", the multi-picture JPEGs many phones write.) AVIF and WebP are what browsers save from the web.
-FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF")
+# Only the decoders of serve.formats see untrusted bytes. (The JPEG opener also returns "MPO", the multi-picture
+# JPEGs many phones write.)
+FORMATS = PILLOW_FORMATS
 JPEG_FORMATS = ("JPEG", "MPO")
+PILLOW_NAME = {"MPO": "JPEG"}  # the format of serve.formats that each other name Pillow reports belongs to
 # AVIF decodes through YUV planes of up to 16 bits a sample before Pillow gets RGB(A): 610 MB at the peak for an
 # 8-bit 48-MP RGBA AVIF against 460 MB as a PNG, and about 17 bytes a pixel at 12 bits. Half the pixel budget keeps
-# its worst case under the other formats' (README, memory).
+# its worst case under the other formats' (docs/serving.md, how a picture is handled).
 PIXEL_BUDGET_DIVISOR = {"AVIF": 2}
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 # Modes that Pillow's bilinear resize filters linearly (RGBA and LA with premultiplied alpha).
@@ -26,6 +30,23 @@ RESIZABLE_MODES = ("RGB", "RGBA", "L", "LA", "F", *SIXTEEN_BIT_MODES)
 
 # Our own MAX_PIXELS check runs before any pixel is decoded; Pillow's warning would only add noise.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+class ImageRejected(Exception):
+    """Bytes that do not make a picture the model can see: the upload's fault, never the server's. The message is
+    the one-line detail a client reads; serve.routes answers each kind with its status and error code."""
+
+
+class NotAnImage(ImageRejected):
+    """Not an image, or a format the service does not read."""
+
+
+class CorruptImage(ImageRejected):
+    """A format the service reads, but corrupt or truncated."""
+
+
+class TooManyPixels(ImageRejected):
+    """More pixels than the budget (a decompression bomb), refused before they are decoded."""
 
 
 def center_crop_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -39,7 +60,7 @@ def center_crop_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image
 
 
 RESIZE_POLICIES: dict[str, Callable[[Image.Image, tuple[int, int]], Image.Image]] = {
-    "center-crop-resize": center_crop_resize,
+    RESIZE_CENTER_CROP: center_crop_resize,
 }
 
 
@@ -47,13 +68,24 @@ def to_model_input(data: bytes, *, size: tuple[int, int], policy: str, max_pixel
     return model_input(open_image(data, max_pixels=max_pixels), size=size, policy=policy)
 
 
-def model_input(image: Image.Image, *, size: tuple[int, int], policy: str) -> np.ndarray:
-    """An opened (header-only) image -> the model's uint8 [H, W, 3]: decode the pixels, then prepare them."""
+def model_input(
+    image: Image.Image, *, size: tuple[int, int], policy: str, facts: dict[str, Any] | None = None
+) -> np.ndarray:
+    """An opened (header-only) image -> the model's uint8 [H, W, 3]: decode the pixels, then prepare them.
+    `facts`, when given, gets the upload's format and size as its header declares them (for the prediction log)."""
+    if facts is not None:
+        facts.update(upload_facts(image))
     image = load(image, min_side=max(size))
     try:
         return prepare(image, size=size, policy=policy)
     except Exception as exc:  # a decoded mode Pillow cannot convert is the upload's problem, not a server fault
         raise _corrupt(exc) from None
+
+
+def upload_facts(image: Image.Image) -> dict[str, Any]:
+    """The format (serve.formats' name) and the width and height its header declares, before any draft or turn."""
+    width, height = image.size
+    return {"format": PILLOW_NAME.get(image.format, image.format), "width": width, "height": height}
 
 
 def prepare(image: Image.Image, *, size: tuple[int, int], policy: str) -> np.ndarray:
@@ -67,7 +99,7 @@ def prepare(image: Image.Image, *, size: tuple[int, int], policy: str) -> np.nda
 
 def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """Read the header only: a format we decode, and at most max_pixels declared. No pixel is decoded yet.
-    Every failure here and in load() is an ApiError: 413 too many pixels, 415 not an image, 422 corrupt or truncated."""
+    Every failure here and in load() is an ImageRejected: TooManyPixels, NotAnImage or CorruptImage."""
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
     except Image.DecompressionBombError as exc:
@@ -75,8 +107,8 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError:
         signature = _signature(data)
         if signature is not None:  # the right magic bytes, then an unreadable header: a broken file, not another kind
-            raise ApiError(422, "corrupt_image", f"the {signature} image's header could not be read") from None
-        raise ApiError(415, "not_an_image", f"not a readable image; send one of {', '.join(FORMATS)}") from None
+            raise CorruptImage(f"the {signature} image's header could not be read") from None
+        raise NotAnImage(f"not a readable image; send one of {', '.join(FORMATS)}") from None
     except Exception as exc:  # Pillow's plugins raise many types for a malformed header
         raise _corrupt(exc) from None
 
@@ -99,26 +131,31 @@ def _signature(data: bytes) -> str | None:
     return None
 
 
-# Small enough to decode on the event loop, where a round trip to a decode thread costs about as much (measured,
-# 128x128 images: 0.3-1.1 ms, noisy lossy WebP the slowest). Only small bodies are even opened there, since a header
-# can be large too (PNG text chunks, TIFF tags); progressive JPEGs never qualify: their cost grows with the number
-# of scans, which a crafted file can make large; nor AVIF, whose AV1 decoder starts threads per image (0.9 ms for
-# 32x32). The event loop must not stall on one upload.
-INLINE_MAX_PIXELS = 128 * 128
-INLINE_MAX_BYTES = 64 * 1024
-
-
-def to_model_input_if_cheap(data: bytes, *, size: tuple[int, int], policy: str, max_pixels: int) -> np.ndarray | None:
-    """The model input when decoding `data` costs less than handing it to a worker thread, else None."""
+def to_model_input_if_cheap(
+    data: bytes, *, size: tuple[int, int], policy: str, max_pixels: int, facts: dict[str, Any] | None = None
+) -> np.ndarray | None:
+    """The model input when decoding `data` costs less than handing it to a worker thread, else None: a small body
+    whose structure is plain (serve.inline_decode) and whose header declares a thumbnail. Bytes of no format we
+    read are refused right here, which costs nothing."""
     if len(data) > INLINE_MAX_BYTES:
+        return None
+    signature = _signature(data)
+    if signature is not None and not plain_enough(signature, data):
         return None
     image = open_image(data, max_pixels=max_pixels)
     width, height = image.size
-    progressive = image.format in JPEG_FORMATS and image.info.get("progressive")
-    if width * height > INLINE_MAX_PIXELS or progressive or image.format == "AVIF":
+    if width * height > INLINE_MAX_PIXELS or image.format not in PLAIN_CHECKS:  # an MPO, say
         image.close()
         return None
-    return model_input(image, size=size, policy=policy)
+    return model_input(image, size=size, policy=policy, facts=facts)
+
+
+def decode_cost(image: Image.Image) -> int:
+    """The most bytes decoding this opened image takes at the peak: its format's measured cost per declared pixel
+    (serve.formats) times its pixels, plus the fixed part every decode has."""
+    width, height = image.size
+    per_pixel = DECODE_BYTES_PER_PIXEL[PILLOW_NAME.get(image.format, image.format)]
+    return int(per_pixel * width * height) + DECODE_FIXED_BYTES
 
 
 def load(image: Image.Image, *, min_side: int) -> Image.Image:
@@ -170,9 +207,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _too_many_pixels(detail: str) -> ApiError:
-    return ApiError(413, "too_many_pixels", f"image too large to decode: {detail}")
+def _too_many_pixels(detail: str) -> TooManyPixels:
+    return TooManyPixels(f"image too large to decode: {detail}")
 
 
-def _corrupt(exc: Exception) -> ApiError:
-    return ApiError(422, "corrupt_image", f"the image could not be decoded ({type(exc).__name__}: {exc})")
+def _corrupt(exc: Exception) -> CorruptImage:
+    return CorruptImage(f"the image could not be decoded ({type(exc).__name__}: {exc})")

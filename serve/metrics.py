@@ -19,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+# The top score of each answer; "not sure" (serve.fragments.UNSURE_BELOW) is under 0.5, which the alert rules read.
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -65,6 +67,24 @@ class Metrics:
         )
         self.model_info = Gauge(
             "serve_model_info", "The loaded model (value 1)", ["name", "version", "quantization"], registry=registry
+        )
+
+        self.predictions = Counter(
+            "serve_predictions", "Answered classify requests by the label answered", ["label"], registry=registry
+        )
+        self.confidence = Histogram(
+            "serve_prediction_confidence",
+            "The top score of each answered classify request",
+            buckets=CONFIDENCE_BUCKETS,
+            registry=registry,
+        )
+        self.feedback = Counter(
+            "serve_feedback", "Feedback received, by what it says of the answer", ["verdict"], registry=registry
+        )
+        self.prediction_log_dropped = Counter(
+            "serve_prediction_log_dropped",
+            "Prediction log lines dropped (the writer's queue was full, or the sink failed)",
+            registry=registry,
         )
 
     def exposition(self) -> bytes:

@@ -7,6 +7,12 @@ from functools import cache
 from html import escape
 from typing import Any
 
+from contract.prediction_log import NONE_OF_THESE as NONE
+from contract.prediction_log import REQUEST_ID_PATTERN, THUMBNAIL_MAX_CHARS, VERDICTS
+from serve.error_codes import ERROR_TITLES
+from serve.feedback import FEEDBACK_MAX_BYTES
+from serve.formats import ACCEPTED_FORMATS
+
 DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 _ERROR = {
@@ -21,7 +27,7 @@ _SCORE = {
 }
 _CLASSIFICATION = {
     "type": "object",
-    "required": ["label", "score", "top_k", "model"],
+    "required": ["label", "score", "top_k", "model", "request_id"],
     "properties": {
         "label": {"type": "string"},
         "score": {"type": "number", "minimum": 0, "maximum": 1},
@@ -31,6 +37,37 @@ _CLASSIFICATION = {
             "required": ["name", "version"],
             "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
         },
+        "request_id": {
+            "type": "string",
+            "description": "this answer's id (also the X-Request-ID header), for POST /feedback",
+        },
+    },
+}
+_FEEDBACK = {
+    "type": "object",
+    "required": ["request_id", "label"],
+    "additionalProperties": False,
+    "properties": {
+        "request_id": {"type": "string", "pattern": REQUEST_ID_PATTERN.pattern, "description": "the answer's"},
+        "label": {"type": "string", "description": f"what the picture shows: one of the model's labels, or {NONE}"},
+        "predicted": {"type": ["string", "null"], "description": "the answer's label: right when it equals `label`"},
+        "correct": {"type": ["boolean", "null"], "description": "whether the answer was right, without `predicted`"},
+        "share_thumbnail": {"type": "boolean", "default": False, "description": "consent to keep the thumbnail"},
+        "thumbnail": {
+            "type": "string",
+            "maxLength": THUMBNAIL_MAX_CHARS,
+            "description": "base64 PNG of the model's input (as the answer's fragment shows it); read only with "
+            "`share_thumbnail`",
+        },
+    },
+}
+_FEEDBACK_ACCEPTED = {
+    "type": "object",
+    "required": ["status", "request_id", "verdict"],
+    "properties": {
+        "status": {"const": "accepted"},
+        "request_id": {"type": "string"},
+        "verdict": {"enum": list(VERDICTS)},
     },
 }
 _MODEL = {
@@ -50,6 +87,47 @@ _MODEL = {
         "metrics": {},
         "parity": {},
         "card": {"description": "the full model card"},
+        "tta": {"type": "string", "description": "test-time augmentation inside the graph: none or hflip"},
+    },
+}
+_SITE_CONFIG = {
+    "type": "object",
+    "required": ["formats", "max_body_bytes", "errors", "headline_metric"],
+    "properties": {
+        "formats": {
+            "type": "array",
+            "description": "the formats /classify reads; a file input's accept list is every media_type and extension",
+            "items": {
+                "type": "object",
+                "required": ["name", "media_type", "extensions"],
+                "properties": {
+                    "name": {"type": "string", "description": "as people write it"},
+                    "media_type": {"type": "string"},
+                    "extensions": {"type": "array", "items": {"type": "string", "pattern": "^\\."}},
+                },
+            },
+        },
+        "max_body_bytes": {"type": "integer", "description": "MAX_BODY_BYTES: a larger body is refused with 413"},
+        "errors": {
+            "type": "object",
+            "description": "the title people read for each error code",
+            "propertyNames": {"enum": list(ERROR_TITLES)},
+            "additionalProperties": {"type": "string"},
+        },
+        "headline_metric": {
+            "description": "the served file's test top-1 (a fraction), null when the model has none or is loading",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["name", "value"],
+                    "properties": {
+                        "name": {"type": "string", "description": "its key in the model's metrics"},
+                        "value": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                    },
+                },
+                {"type": "null"},
+            ],
+        },
     },
 }
 
@@ -78,8 +156,9 @@ def openapi_spec() -> dict[str, Any]:
     classify = {
         "summary": "Classify one picture",
         "description": (
-            "Send the image bytes as the body (any Content-Type; the format is detected from the bytes: JPEG, "
-            "PNG, WebP, AVIF, GIF, BMP, TIFF) or a multipart form with the image in the field `file`. Answers JSON, "
+            "Send the image bytes as the body (any Content-Type; the format is detected from the bytes: "
+            f"{', '.join(fmt.name for fmt in ACCEPTED_FORMATS)}) or a multipart form with the image in the field "
+            "`file`. Answers JSON, "
             "or an HTML fragment when the request has `HX-Request: true` or `Accept: text/html` "
             "(errors too, with the same status)."
         ),
@@ -126,6 +205,32 @@ def openapi_spec() -> dict[str, Any]:
             ),
         },
     }
+    feedback = {
+        "summary": "Say whether an answer was right",
+        "description": (
+            "A person's verdict on one answer (by its `request_id`), with the thumbnail the model saw only if they "
+            "consent. Stateless: an unknown or repeated id is accepted; each is written to the prediction log."
+        ),
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Feedback"}}},
+        },
+        "responses": {
+            "202": _json("accepted and logged", "FeedbackAccepted"),
+            "400": _error(
+                "not a JSON object of the known fields, or of the wrong types (`bad_feedback`), a malformed "
+                "request_id (`bad_request_id`), a body that cannot be read (`bad_request`)"
+            ),
+            "408": _error("the body did not arrive in time (`body_timeout`)"),
+            "413": _error(f"body over {FEEDBACK_MAX_BYTES} bytes (`body_too_large`)"),
+            "415": _error("not `Content-Type: application/json` (`not_json`)"),
+            "422": _error(
+                "a label or predicted label that is not one of the model's (`unknown_label`); with consent, a "
+                "thumbnail that is not a PNG of the model's input size (`bad_thumbnail`)"
+            ),
+            "503": _error("the model is loading (`not_ready`); the bodies in memory are full (`overloaded`)", True),
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -135,6 +240,7 @@ def openapi_spec() -> dict[str, Any]:
         },
         "paths": {
             "/classify": {"post": classify},
+            "/feedback": {"post": feedback},
             "/healthz": {"get": {"summary": "The process is alive", "responses": {"200": _json('`{"status": "ok"}`')}}},
             "/readyz": {
                 "get": {
@@ -148,11 +254,20 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {"200": _json("from the ONNX metadata_props", "Model")},
                 }
             },
+            "/site-config": {
+                "get": {
+                    "summary": "What a page needs before it uploads",
+                    "description": "the formats, the body limit and the error titles of this service, and the "
+                    "model metric to show people; answered while the model loads too",
+                    "responses": {"200": _json("the page's facts", "SiteConfig")},
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
                     "description": "requests by route/method/status, request latency, decode and inference time, "
-                    "batch sizes, queue depth, the loaded model",
+                    "batch sizes, queue depth, the loaded model, answers by label and their top score, feedback by "
+                    "verdict, prediction log lines dropped",
                     "responses": {"200": {"description": "Prometheus text exposition", "content": {"text/plain": {}}}},
                 }
             },
@@ -165,7 +280,15 @@ def openapi_spec() -> dict[str, Any]:
             },
         },
         "components": {
-            "schemas": {"Error": _ERROR, "Score": _SCORE, "Classification": _CLASSIFICATION, "Model": _MODEL}
+            "schemas": {
+                "Error": _ERROR,
+                "Score": _SCORE,
+                "Classification": _CLASSIFICATION,
+                "Feedback": _FEEDBACK,
+                "FeedbackAccepted": _FEEDBACK_ACCEPTED,
+                "Model": _MODEL,
+                "SiteConfig": _SITE_CONFIG,
+            }
         },
     }
 

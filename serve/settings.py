@@ -1,4 +1,4 @@
-"""Every setting of the service, read once from environment variables (documented in the README)."""
+"""Every setting of the service, read once from environment variables (documented in docs/serving.md)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,19 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     ort_threads: int = 0
     decode_concurrency: int = 2
+    # Bytes every decode in flight may take together (serve.decode_budget). 1 GiB: with the model (~200 MB) and the
+    # queued uploads it fits Cloud Run's 2 GiB; one 50-MP WebP, the dearest upload (~980 MiB), still fits alone.
+    decode_memory_mib: int = 1024
     max_body_bytes: int = 10 * 1024 * 1024
-    # A slow upload holds a queue slot while it trickles in; past this it is cut off (Cloud Run's own timeout is 30 s).
+    # The whole upload's limit, below Cloud Run's own 30-s request timeout so the client hears why.
     body_timeout_s: float = 20.0
+    # Receiving an upload is bounded on its own, apart from the queue (serve/uploads.py): after the grace (also the
+    # first byte's deadline) an upload must average 8 KiB/s (64 kbit/s, 1/15 of a 1-Mbit/s phone link) or get 408,
+    # so a trickling client is cut after 2 s instead of BODY_TIMEOUT_S.
+    upload_grace_s: float = 2.0
+    min_upload_bytes_per_s: int = 8 * 1024
+    # Bytes of request bodies in memory at once, counted as they arrive: 64 phone photos of 4 MB, or 25 full bodies.
+    receive_buffer_bytes: int = 256 * 1024 * 1024
     max_pixels: int = 50_000_000
     top_k: int = 5
     batch_max_size: int = 16
@@ -38,7 +48,22 @@ class Settings:
     # (loadtest, 2 CPUs: +10-20 % throughput and lower p50 at 4 and 16 clients without it).
     batch_max_wait_ms: float = 0.0
     queue_size: int = 64
+    # The HTTP layer's own limits (serve/http_protocol.py), so the service is safe without a proxy in front. A request
+    # line plus headers over 16 KiB (Node's and h11's default) or more than 100 headers (Apache's) get 431; a request
+    # head not complete within 5 s after the connection opens or the previous answer (slowloris) gets 408.
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    header_timeout_s: float = 5.0
+    # SIGTERM: uploads still arriving are cut at once (503), the rest get this long to be answered; 8 s fits inside
+    # the 10 s Cloud Run waits before SIGKILL.
+    shutdown_grace_s: float = 8.0
     log_level: str = "info"
+    # Where each answered /classify and each /feedback writes one JSON line (serve/prediction_log.py): a file path,
+    # "-" for stdout, "" for none. Unset, it is "-" on Cloud Run (which sets K_SERVICE): stdout -> Cloud Logging.
+    prediction_log: str = ""
+    # Lines waiting for the log's writer thread; past it a line is dropped and counted, never waited for. 2048 lines
+    # hold about 14 MB (the 32x32 input and the embedding of each) and cover a 4-s stall of the sink at 500 req/s.
+    prediction_log_queue: int = 2048
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,12 +92,22 @@ class Settings:
             cors_origins=origins,
             ort_threads=get("ORT_THREADS", int, cls.ort_threads, minimum=0),
             decode_concurrency=get("DECODE_CONCURRENCY", int, cls.decode_concurrency, minimum=1),
+            decode_memory_mib=get("DECODE_MEMORY_MIB", int, cls.decode_memory_mib, minimum=1),
             max_body_bytes=get("MAX_BODY_BYTES", int, cls.max_body_bytes, minimum=1),
             body_timeout_s=get("BODY_TIMEOUT_S", float, cls.body_timeout_s, minimum=0.001),
+            upload_grace_s=get("UPLOAD_GRACE_S", float, cls.upload_grace_s, minimum=0.001),
+            min_upload_bytes_per_s=get("MIN_UPLOAD_BYTES_PER_S", int, cls.min_upload_bytes_per_s, minimum=0),
+            receive_buffer_bytes=get("RECEIVE_BUFFER_BYTES", int, cls.receive_buffer_bytes, minimum=1),
             max_pixels=get("MAX_PIXELS", int, cls.max_pixels, minimum=1),
             top_k=get("TOP_K", int, cls.top_k, minimum=1),
             batch_max_size=get("BATCH_MAX_SIZE", int, cls.batch_max_size, minimum=1),
             batch_max_wait_ms=get("BATCH_MAX_WAIT_MS", float, cls.batch_max_wait_ms, minimum=0),
             queue_size=get("QUEUE_SIZE", int, cls.queue_size, minimum=1),
+            max_header_bytes=get("MAX_HEADER_BYTES", int, cls.max_header_bytes, minimum=256),
+            max_headers=get("MAX_HEADERS", int, cls.max_headers, minimum=1),
+            header_timeout_s=get("HEADER_TIMEOUT_S", float, cls.header_timeout_s, minimum=0.001),
+            shutdown_grace_s=get("SHUTDOWN_GRACE_S", float, cls.shutdown_grace_s, minimum=0),
             log_level=log_level,
+            prediction_log=env.get("PREDICTION_LOG", "-" if env.get("K_SERVICE") else "").strip(),
+            prediction_log_queue=get("PREDICTION_LOG_QUEUE", int, cls.prediction_log_queue, minimum=1),
         )

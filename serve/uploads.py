@@ -1,39 +1,117 @@
-"""Getting the uploaded bytes out of a request: a size-capped body read, and the `file` field of a form."""
+"""Receiving an upload, bounded on its own, apart from decoding and inference: a byte budget for the bodies in memory,
+a pace every upload must keep, a size cap; then the `file` field of a form.
+
+A slow upload holds none of the queue's slots (those are taken once the body is in), and of the budget only the
+bytes it has actually sent: 64 clients trickling 5 bytes/s hold a few hundred bytes of it, and each is cut with 408
+after `grace_s`, so they cannot lock anyone out."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.types import Message
 
 from serve.errors import ApiError
 
 MULTIPART = "multipart/form-data"
+# Connection: close, so the rest of an upload that is refused midway is not read on a connection nobody will reuse.
+CLOSE = {"Connection": "close"}
+RETRY_AFTER = {"Retry-After": "1"}
 
 
-async def read_upload(request: Request, limit: int, timeout_s: float) -> bytes:
-    """The image bytes of a raw body or of the multipart `file` field; never buffers more than `limit`, and gives
-    the upload `timeout_s` seconds to arrive."""
-    try:
-        with anyio.fail_after(timeout_s):
-            body = await read_body(request, limit)
-    except TimeoutError:
-        # Connection: close, so the rest of a trickling upload is not read on a connection nobody will reuse.
-        raise ApiError(
-            408, "body_timeout", f"the upload did not arrive within {timeout_s:g} s", {"Connection": "close"}
-        ) from None
+class UploadBudget:
+    """The bytes of request bodies in memory at once, counted as they arrive and held until the request is answered."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = 0
+
+    @contextlib.contextmanager
+    def reservation(self) -> Iterator[Reservation]:
+        reservation = Reservation(self)
+        try:
+            yield reservation
+        finally:
+            self.held -= reservation.held
+
+
+class Reservation:
+    """One request's share of the budget."""
+
+    def __init__(self, budget: UploadBudget) -> None:
+        self._budget = budget
+        self.held = 0
+
+    def check(self, size: int, headers: dict[str, str]) -> None:
+        """503 unless `size` more bytes fit in the budget."""
+        if self._budget.held + size > self._budget.capacity:
+            raise ApiError(503, "overloaded", "too many uploads are in memory; retry shortly", RETRY_AFTER | headers)
+
+    def take(self, size: int, headers: dict[str, str]) -> None:
+        self.check(size, headers)
+        self._budget.held += size
+        self.held += size
+
+
+def upload_budget(state: Any) -> UploadBudget:
+    """The app's budget for bodies in memory (on `app.state`), made on its first upload (on the event loop: no
+    race); /classify and /feedback share it."""
+    budget = getattr(state, "upload_budget", None)
+    if budget is None:
+        budget = state.upload_budget = UploadBudget(state.settings.receive_buffer_bytes)
+    return budget
+
+
+@dataclass(frozen=True)
+class UploadPace:
+    """How fast an upload must arrive: more than 0 bytes within `grace_s` (the first byte's deadline), then on average
+    at least `min_bytes_per_s` since it started (0: no minimum), and all of it within `timeout_s`."""
+
+    timeout_s: float
+    grace_s: float
+    min_bytes_per_s: int
+
+    def deadline(self, received: int) -> float:
+        """Seconds from the start by which more than `received` bytes must have arrived."""
+        if self.min_bytes_per_s <= 0:
+            return self.timeout_s
+        # Until received / min_bytes_per_s the average stays above the minimum, however long the wait.
+        return min(self.timeout_s, max(self.grace_s, received / self.min_bytes_per_s))
+
+    def too_slow(self, received: int, deadline: float) -> ApiError:
+        if deadline >= self.timeout_s:
+            detail = f"the upload did not arrive within {self.timeout_s:g} s"
+        elif received == 0:
+            detail = f"no byte of the upload arrived within {self.grace_s:g} s"
+        else:
+            detail = (
+                f"the upload arrives too slowly: {received} bytes in {deadline:.1f} s, "
+                f"under the minimum of {self.min_bytes_per_s} bytes/s"
+            )
+        return ApiError(408, "body_timeout", detail, CLOSE)
+
+
+async def read_upload(request: Request, limit: int, pace: UploadPace, reservation: Reservation) -> bytes:
+    """The image bytes of a raw body or of the multipart `file` field; never buffers more than `limit`, nor past the
+    budget, and cuts an upload that does not keep `pace`."""
+    body = await read_body(request, limit, pace, reservation)
     if not body:
         raise ApiError(400, "empty_body", "the request body is empty; send the image bytes or a form with `file`")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == MULTIPART:
-        return await _form_file(request, body)
+        return await _form_file(request, body, reservation)
     # Any other content type is taken as raw image bytes: the decoder sniffs the real format.
     return body
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, pace: UploadPace, reservation: Reservation) -> bytes:
     too_large = ApiError(413, "body_too_large", f"the body is over the {limit}-byte limit")
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -41,20 +119,35 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise ApiError(400, "bad_request", f"invalid Content-Length {declared!r}")
         if int(declared) > limit:
             raise too_large  # refused before reading a single byte
+    reservation.check(int(declared or 1), {})  # no room for it: 503 before reading a single byte
     # Content-Length may be absent (chunked) or wrong: count what actually arrives.
-    chunks, total = [], 0
-    try:
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise too_large
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ApiError(400, "bad_request", "the client disconnected before the body was complete") from None
-    return b"".join(chunks)
+    chunks: list[bytes] = []
+    total = 0
+    started = anyio.current_time()
+    while True:
+        deadline = pace.deadline(total)
+        message: Message | None = None
+        with anyio.move_on_at(started + deadline):
+            message = await request.receive()
+        if message is None:
+            raise pace.too_slow(total, deadline)
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "bad_request", "the client disconnected before the body was complete")
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if total > limit:
+            raise too_large
+        reservation.take(len(chunk), CLOSE)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-async def _form_file(request: Request, body: bytes) -> bytes:
+async def _form_file(request: Request, body: bytes, reservation: Reservation) -> bytes:
+    # The file is copied twice more while it is extracted: into the parser's spooled file (on disk past 1 MB, and
+    # Cloud Run's disk is memory), then into the bytes read back from it.
+    reservation.take(2 * len(body), {})
+
     async def replay() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 

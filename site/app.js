@@ -1,14 +1,23 @@
 /* The page's behaviour: configure htmx for the cross-origin API, preview / drag-and-drop / paste, client-side size
  * check, and readable errors for everything that can go wrong (the service answers errors as HTML fragments; the
- * network failures and timeouts are rendered here in the same shape).
+ * network failures and timeouts are rendered here in the same shape); and the reply to "Is this right?" under an
+ * answer, posted as JSON to /feedback.
+ * The service's facts (formats, body limit, error titles, the model's test accuracy) come from GET /site-config;
+ * until it answers, and if it never does, the page goes by index.html's copy of them (#service-facts).
  * Loaded with `defer` after config.js and htmx, so it runs before htmx initialises the document. */
 (function () {
   'use strict';
 
   var config = window.CLASSIFIER_CONFIG || {};
   var apiUrl = String(config.apiUrl || '').replace(/\/+$/, ''); // '' = same origin as the page
-  var MAX_BYTES = Number(config.maxUploadBytes) > 0 ? Number(config.maxUploadBytes) : 10 * 1024 * 1024;
-  var TIMEOUT_MS = Number(config.timeoutMs) > 0 ? Number(config.timeoutMs) : 30000;
+  // Cloud Run ends a request after 30 s (--timeout in cloudbuilds/cloudbuild.yaml): no answer comes later than that.
+  var TIMEOUT_MS = 30000;
+  // Errors no answer of the service's can title: the page meets them on its own.
+  var PAGE_ERROR_TITLES = {
+    no_htmx: 'The page did not load completely.',
+    unreachable: "Couldn't reach the classifier.",
+    timeout: 'The classifier took too long to answer.',
+  };
 
   var form = document.getElementById('classify-form');
   var input = document.getElementById('file');
@@ -20,6 +29,9 @@
   var result = document.getElementById('result');
   var currentFile = null;
   var previewUrl = null;
+  var maxBytes = Infinity; // the service's body limit, once known (it checks anyway)
+  var formatNames = [];
+  var errorTitles = {};
 
   function formatBytes(n) {
     if (n >= 1024 * 1024) return (n / (1024 * 1024)).toFixed(n >= 10 * 1024 * 1024 ? 0 : 1) + ' MB';
@@ -27,8 +39,55 @@
     return n + ' bytes';
   }
 
+  function listInWords(names) {
+    return names.length > 1 ? names.slice(0, -1).join(', ') + ' or ' + names[names.length - 1] : names.join('');
+  }
+
+  function isTextList(value) {
+    return Array.isArray(value) && value.every(function (item) { return typeof item === 'string' && item; });
+  }
+
+  /* Take the service's facts (GET /site-config's answer, or index.html's copy), each one only if well-formed. */
+  function applyFacts(facts) {
+    if (!facts || typeof facts !== 'object') return;
+    var formats = facts.formats;
+    var wellFormed = Array.isArray(formats) && formats.length && formats.every(function (format) {
+      return format && typeof format.name === 'string' && typeof format.media_type === 'string' &&
+        isTextList(format.extensions);
+    });
+    if (wellFormed) {
+      formatNames = formats.map(function (format) { return format.name; });
+      input.accept = formats.map(function (format) {
+        return [format.media_type].concat(format.extensions).join(',');
+      }).join(',');
+      document.getElementById('accepted-formats').textContent = listInWords(formatNames);
+    }
+    if (Number(facts.max_body_bytes) > 0) {
+      maxBytes = Number(facts.max_body_bytes);
+      document.getElementById('max-size').textContent = formatBytes(maxBytes);
+    }
+    if (facts.errors && typeof facts.errors === 'object') {
+      Object.keys(facts.errors).forEach(function (code) {
+        if (typeof facts.errors[code] === 'string') errorTitles[code] = facts.errors[code];
+      });
+    }
+  }
+
+  function pageFacts() {
+    try {
+      return JSON.parse(document.getElementById('service-facts').textContent);
+    } catch (_) {
+      return null; // a page without its copy still works: the service checks what the page cannot
+    }
+  }
+
+  /* An error by its code, titled as the service titles it (or as the page does, for the page's own). */
+  function showError(code, detail) {
+    renderError(code, errorTitles[code] || PAGE_ERROR_TITLES[code] || code, detail);
+  }
+
   /* Same markup as the service's error fragment, built with DOM calls (never innerHTML). */
-  function renderError(code, title, detail) {
+  function errorBox(code, title, detail) {
     var box = document.createElement('div');
     box.className = 'error';
     box.setAttribute('role', 'alert');
@@ -38,7 +97,11 @@
     var span = document.createElement('span');
     span.textContent = detail;
     box.append(strong, ' ', span);
-    result.replaceChildren(box);
+    return box;
+  }
+
+  function renderError(code, title, detail) {
+    result.replaceChildren(errorBox(code, title, detail));
     revealResult();
   }
 
@@ -50,10 +113,10 @@
     result.scrollIntoView({ behavior: reduce ? 'auto' : 'smooth', block: 'nearest' });
   }
 
-  document.getElementById('max-size').textContent = formatBytes(MAX_BYTES);
+  applyFacts(pageFacts());
 
   if (!window.htmx) {
-    renderError('no_htmx', 'The page did not load completely.', 'Reload it to try again.');
+    showError('no_htmx', 'Reload it to try again.');
     return;
   }
 
@@ -119,14 +182,13 @@
     }
     showPreview(file);
     if (file.size === 0) {
-      renderError('empty_file', 'That file is empty.', 'Choose another picture.');
+      showError('empty_file', 'Choose another picture.');
       return;
     }
-    if (file.size > MAX_BYTES) {
-      renderError(
+    if (file.size > maxBytes) {
+      showError(
         'body_too_large',
-        'That picture is too large.',
-        'It is ' + formatBytes(file.size) + '; the limit is ' + formatBytes(MAX_BYTES) +
+        'It is ' + formatBytes(file.size) + '; the limit is ' + formatBytes(maxBytes) +
           '. Try a smaller copy or a screenshot of it.'
       );
       return;
@@ -191,7 +253,7 @@
   htmx.on(form, 'htmx:configRequest', function (event) {
     if (!currentFile) {
       event.preventDefault();
-      renderError('missing_file', 'Choose a picture first.', 'Pick one, drop it on the page, or paste it.');
+      showError('missing_file', 'Choose a picture first: pick one, drop it on the page, or paste it.');
       return;
     }
     event.detail.formData.set('file', currentFile, currentFile.name || 'pasted-image');
@@ -220,11 +282,11 @@
     // Anything else (a proxy's error page, JSON): say it in words instead.
     event.detail.shouldSwap = false;
     if (xhr.status === 413) {
-      renderError('body_too_large', 'That picture is too large for the service.', 'Try a smaller copy of it.');
+      showError('body_too_large', 'Try a smaller copy of it.');
     } else if (xhr.status === 415 || xhr.status === 422) {
-      renderError('not_an_image', "That file doesn't look like a picture.", 'Choose a JPEG, PNG, WebP, AVIF or GIF.');
+      showError('not_an_image', 'Choose a ' + listInWords(formatNames) + '.');
     } else if (xhr.status === 429 || xhr.status === 503) {
-      renderError('overloaded', 'The classifier is busy right now.', 'Please try again in a few seconds.');
+      showError('overloaded', 'Please try again in a few seconds.');
     } else {
       renderError('http_' + xhr.status, 'Something went wrong (error ' + xhr.status + ').', 'Please try again.');
     }
@@ -233,33 +295,112 @@
   htmx.on(result, 'htmx:afterSwap', revealResult);
 
   htmx.on(form, 'htmx:sendError', function () {
-    renderError(
-      'unreachable',
-      "Couldn't reach the classifier.",
-      'The service may be down or restarting. Check your connection and try again in a moment.'
-    );
+    showError('unreachable', 'The service may be down or restarting. Check your connection and try again in a moment.');
   });
 
   htmx.on(form, 'htmx:timeout', function () {
-    renderError('timeout', 'The classifier took too long to answer.', 'It may be busy. Please try again in a moment.');
+    showError('timeout', 'It may be busy. Please try again in a moment.');
   });
 
-  /* How often the served model is right, from its own card (GET /model): the page never states a number of its own. */
-  function showAccuracy() {
-    fetch(apiUrl + '/model', { headers: { Accept: 'application/json' } })
+  // --- "Is this right?" under each answer (the fragment's form.feedback): the reply goes to POST /feedback --------
+  // The thumbnail is the model's exact input, in the fragment as a base64 data: URL; its base64 is sent only if the
+  // box is ticked (the service checks what it is).
+
+  function feedbackPayload(box, button) {
+    var predicted = box.getAttribute('data-predicted');
+    var label = predicted; // "Yes"
+    if (button && button.value === 'wrong') label = box.querySelector('select[name="label"]').value;
+    var consent = box.querySelector('input[name="share_thumbnail"]');
+    var payload = {
+      request_id: box.getAttribute('data-request-id'),
+      label: label,
+      predicted: predicted,
+      share_thumbnail: Boolean(consent && consent.checked),
+    };
+    var seen = result.querySelector('.result-thumbnail');
+    var src = seen ? seen.getAttribute('src') || '' : '';
+    if (payload.share_thumbnail && /^data:[^,]*;base64,/.test(src)) payload.thumbnail = src.slice(src.indexOf(',') + 1);
+    return payload;
+  }
+
+  function setFeedbackBusy(box, busy) {
+    Array.prototype.forEach.call(box.querySelectorAll('button, select, input'), function (control) {
+      control.disabled = busy;
+    });
+  }
+
+  function feedbackError(box, code, detail, title) {
+    var status = box.querySelector('.feedback-status');
+    status.classList.remove('is-thanks');
+    title = title || errorTitles[code] || PAGE_ERROR_TITLES[code] || 'Your answer could not be sent.';
+    status.replaceChildren(errorBox(code, title, detail));
+    setFeedbackBusy(box, false);
+  }
+
+  function feedbackThanks(box, payload) {
+    var status = box.querySelector('.feedback-status');
+    var fieldset = box.querySelector('fieldset');
+    if (fieldset) fieldset.remove();
+    status.classList.add('is-thanks');
+    status.textContent = 'Thank you! ' + (payload.share_thumbnail
+      ? 'Your answer and the picture the model saw help to train it.'
+      : 'Your answer helps to check the model.');
+    status.setAttribute('tabindex', '-1');
+    status.focus(); // the buttons are gone: keep the keyboard's place here
+  }
+
+  result.addEventListener('submit', function (event) {
+    var box = event.target;
+    if (!box.classList || !box.classList.contains('feedback')) return;
+    event.preventDefault();
+    var payload = feedbackPayload(box, event.submitter);
+    if (!payload.label) {
+      feedbackError(box, 'choose_label', 'Choose what it shows, or "none of these", then send.', 'What is it?');
+      box.querySelector('select[name="label"]').focus();
+      return;
+    }
+    setFeedbackBusy(box, true);
+    fetch(apiUrl + '/feedback', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify(payload),
+    })
+      .then(function (response) {
+        if (response.ok) {
+          feedbackThanks(box, payload);
+          return null;
+        }
+        return response.json().catch(function () { return null; }).then(function (body) {
+          var code = body && typeof body.error === 'string' ? body.error : 'http_' + response.status;
+          var detail = body && typeof body.detail === 'string' ? body.detail : 'Please try again.';
+          feedbackError(box, code, detail);
+        });
+      })
+      .catch(function () {
+        feedbackError(box, 'unreachable', 'Your answer was not sent. Check your connection and try again.');
+      });
+  });
+
+  /* How often the served model is right: the metric the service picks from the model's card; the page never
+   * states a number of its own. */
+  function showAccuracy(metric) {
+    var top1 = Number(metric && metric.value);
+    if (!(top1 > 0 && top1 <= 1)) return;
+    var line = document.getElementById('model-accuracy');
+    line.textContent = 'It names the right one for ' + (top1 * 100).toFixed(1) + ' % of the CIFAR-10 test photos.';
+    line.hidden = false;
+  }
+
+  function loadServiceFacts() {
+    fetch(apiUrl + '/site-config', { headers: { Accept: 'application/json' } })
       .then(function (response) {
         return response.ok ? response.json() : null;
       })
-      .then(function (model) {
-        var metrics = (model && model.metrics) || {};
-        var key = model && model.quantization !== 'none' ? 'test_top1_int8' : 'test_top1_fp32';
-        var top1 = Number(key in metrics ? metrics[key] : metrics.test_top1);
-        if (!(top1 > 0 && top1 <= 1)) return;
-        var line = document.getElementById('model-accuracy');
-        line.textContent = 'It names the right one for ' + (top1 * 100).toFixed(1) + ' % of the CIFAR-10 test photos.';
-        line.hidden = false;
+      .then(function (facts) {
+        applyFacts(facts);
+        showAccuracy(facts && facts.headline_metric);
       })
-      .catch(function () {}); // no line rather than a wrong one; an upload reports an unreachable service itself
+      .catch(function () {}); // index.html's copy stands, no accuracy line; an upload reports the service itself
   }
 
   // --- point the form at the API (htmx has processed the page by now) --------------------------------------
@@ -270,6 +411,6 @@
     docs.hidden = false;
     form.setAttribute('hx-sync', 'this:replace'); // a new picture replaces a request still in flight
     htmx.process(form);
-    showAccuracy();
+    loadServiceFacts();
   });
 })();

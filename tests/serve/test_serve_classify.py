@@ -20,7 +20,8 @@ FORMATS = [
 
 
 def check_answer(body: dict, label: str) -> None:
-    assert set(body) == {"label", "score", "top_k", "model"}
+    assert set(body) == {"label", "score", "top_k", "model", "request_id"}  # request_id: for POST /feedback
+    assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])  # a new one: the request sent none
     assert body["label"] == label
     assert body["model"] == {"name": "tiny-test", "version": "0123abcd"}
     assert len(body["top_k"]) == 5  # TOP_K default

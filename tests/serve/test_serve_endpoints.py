@@ -80,7 +80,17 @@ def test_metrics_label_routes_by_template_not_raw_path(client):
 def test_openapi_lists_every_endpoint_and_status(client):
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.")
-    assert set(spec["paths"]) == {"/classify", "/healthz", "/readyz", "/model", "/metrics", "/openapi.json", "/docs"}
+    assert set(spec["paths"]) == {
+        "/classify",
+        "/feedback",
+        "/healthz",
+        "/readyz",
+        "/model",
+        "/site-config",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+    }
     classify = spec["paths"]["/classify"]["post"]
     assert set(classify["responses"]) == {"200", "400", "405", "408", "413", "415", "422", "503"}
     assert "multipart/form-data" in classify["requestBody"]["content"]
@@ -94,7 +104,7 @@ def test_docs_page_is_self_contained(client):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     html = response.text
-    for path in ["/classify", "/healthz", "/readyz", "/model", "/metrics", "/openapi.json"]:
+    for path in ["/classify", "/healthz", "/readyz", "/model", "/site-config", "/metrics", "/openapi.json"]:
         assert f"> {path}</h2>" in html
     assert "<script" not in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing fetched from elsewhere

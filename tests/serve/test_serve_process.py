@@ -6,6 +6,7 @@ import http.client
 import io
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -77,9 +78,15 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, model: Path, **env: str) -> None:
+    """`python -m serve` on a free 127.0.0.1 port; `open_files` caps its file descriptors (soft and hard limit)."""
+
+    def __init__(self, model: Path, *, open_files: int | None = None, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+
+        def limit_open_files() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "serve"],
             cwd=REPO,
@@ -87,6 +94,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=limit_open_files if open_files is not None else None,
         )
         deadline = time.monotonic() + 60
         while True:

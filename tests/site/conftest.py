@@ -101,8 +101,14 @@ def site_origin(site_port) -> str:
 
 
 @pytest.fixture(scope="session")
-def service(model_path, site_origin, log_dir) -> Iterator[Proc]:
-    """`python -m serve` on its own port, allowing the site's origin only."""
+def prediction_log(log_dir) -> Path:
+    """The service's prediction log (PREDICTION_LOG): a line per answer and per feedback of every site test."""
+    return log_dir / "predictions.jsonl"
+
+
+@pytest.fixture(scope="session")
+def service(model_path, site_origin, log_dir, prediction_log) -> Iterator[Proc]:
+    """`python -m serve` on its own port, allowing the site's origin only, logging its answers to a file."""
     port = free_port()
     env = dict(
         os.environ,
@@ -111,6 +117,7 @@ def service(model_path, site_origin, log_dir) -> Iterator[Proc]:
         MODEL_PATH=str(model_path),
         CORS_ORIGINS=site_origin,
         LOG_LEVEL="warning",
+        PREDICTION_LOG=str(prediction_log),
     )
     proc = start("service", [sys.executable, "-m", "serve"], env, f"http://127.0.0.1:{port}", log_dir)
     try:

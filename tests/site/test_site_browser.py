@@ -12,12 +12,23 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
+from serve.settings import Settings
+from serve.site_config import site_config
 from tests.photos import landscape_photo
 from tests.servers import free_port, site_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CLIENT_LIMIT = 10 * 1024 * 1024  # site/app.js default, the same as serve's MAX_BODY_BYTES default
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url) as response:
+        return json.load(response)
+
+
+def hint_and_accept(session) -> tuple[str, str]:
+    page = session.page
+    hint = " ".join(page.locator("#file-hint").inner_text().split())
+    return hint, page.get_attribute("#file", "accept")
 
 
 def upload(session, picture) -> None:
@@ -74,10 +85,9 @@ def test_upload_a_picture_shows_label_and_bars(site, service, open_page, picture
 
 
 def test_the_footer_says_how_often_the_served_model_is_right(site, service, open_page):
-    with urllib.request.urlopen(f"{service.url}/model") as response:
-        model = json.load(response)
-    key = "test_top1_fp32" if model["quantization"] == "none" else "test_top1_int8"
-    top1 = model["metrics"].get(key, model["metrics"].get("test_top1"))
+    metric = get_json(f"{service.url}/site-config")["headline_metric"]
+    top1 = metric["value"]
+    assert get_json(f"{service.url}/model")["metrics"][metric["name"]] == top1  # the card's own number
     session = open_page(site.url)
     line = session.page.locator("#model-accuracy")
     expect(line).to_be_visible()
@@ -90,6 +100,61 @@ def test_no_accuracy_line_without_the_service(dead_api_url, open_page, log_dir):
         session = open_page(site.url)
         session.page.wait_for_load_state("networkidle")
         expect(session.page.locator("#model-accuracy")).to_be_hidden()
+        session.done()
+
+
+def test_the_page_shows_what_the_service_states(site, service, open_page):
+    """Once GET /site-config has answered, the page shows the same hint and accept list as its static copy (the
+    service runs at its default settings): app.js renders the facts as index.html states them."""
+    with_service = open_page(site.url)
+    with_service.page.wait_for_load_state("networkidle")
+    expect(with_service.page.locator("#model-accuracy")).to_be_visible()  # the answer has been applied
+    hint, accept = hint_and_accept(with_service)
+    assert "JPEG, PNG, WebP, AVIF, GIF, BMP or TIFF, up to 10 MB." in hint
+    formats = get_json(f"{service.url}/site-config")["formats"]
+    assert accept == ",".join(",".join([f["media_type"], *f["extensions"]]) for f in formats)
+    with_service.done()
+
+
+def test_the_page_follows_the_service_not_its_copy(site, service, open_page):
+    """A service configured otherwise (another limit, fewer formats, other titles) is what the page shows."""
+    site_config_answer = get_json(f"{service.url}/site-config")
+    answer = dict(site_config_answer, max_body_bytes=1024 * 1024, formats=site_config_answer["formats"][:1])
+    answer["errors"] = dict(answer["errors"], body_too_large="Too big for this service")
+    session = open_page(site.url)
+    page = session.page
+    headers = {"Access-Control-Allow-Origin": site.url, "Content-Type": "application/json"}
+    page.route(f"{service.url}/site-config", lambda route: route.fulfill(headers=headers, body=json.dumps(answer)))
+    with page.expect_response(f"{service.url}/site-config"):
+        page.reload()
+    expect(page.locator("#max-size")).to_have_text("1.0 MB")
+    expect(page.locator("#accepted-formats")).to_have_text("JPEG")
+    assert page.get_attribute("#file", "accept") == "image/jpeg,.jpg,.jpeg,.jfif"
+    page.set_input_files(
+        "#file", files=[{"name": "big.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8\xff" + b"\0" * 1024 * 1024}]
+    )
+    error = page.locator("#result .error[data-error='body_too_large']")
+    error.wait_for(state="visible")
+    expect(error.locator("strong")).to_have_text("Too big for this service")
+    assert "the limit is 1.0 MB" in error.inner_text()
+    session.done()
+
+
+def test_without_the_service_the_page_goes_by_its_copy(dead_api_url, open_page, log_dir):
+    """The service's facts at its default settings (index.html's copy): formats, limit, titles."""
+    defaults = site_config(Settings(), model=None)
+    with site_server(dead_api_url, log_dir, name="site-facts-no-service") as site:
+        session = open_page(site.url)
+        page = session.page
+        page.wait_for_load_state("networkidle")
+        hint, accept = hint_and_accept(session)
+        assert "JPEG, PNG, WebP, AVIF, GIF, BMP or TIFF, up to 10 MB." in hint
+        assert "image/jpeg" in accept.split(",")  # the input still offers pictures
+        big = b"\xff\xd8\xff" + b"\0" * defaults["max_body_bytes"]
+        page.set_input_files("#file", files=[{"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": big}])
+        error = page.locator("#result .error[data-error='body_too_large']")
+        error.wait_for(state="visible")
+        expect(error.locator("strong")).to_have_text(defaults["errors"]["body_too_large"])
         session.done()
 
 
@@ -147,15 +212,18 @@ def test_text_file_shows_a_readable_error(site, service, open_page):
 
 
 def test_too_large_is_refused_in_the_page(site, service, open_page):
+    facts = get_json(f"{service.url}/site-config")
     session = open_page(site.url)
     page = session.page
+    page.wait_for_load_state("networkidle")  # the service's limit is known
     sent = []
     page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/classify") else None)
-    big = b"\xff\xd8\xff" + b"\0" * CLIENT_LIMIT  # one byte over the page's limit
+    big = b"\xff\xd8\xff" + b"\0" * facts["max_body_bytes"]  # one byte over the service's limit
     page.set_input_files("#file", files=[{"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": big}])
     error = page.locator("#result .error[data-error='body_too_large']")
     error.wait_for(state="visible")
     assert "10 MB" in error.inner_text()
+    expect(error.locator("strong")).to_have_text(facts["errors"]["body_too_large"])  # the service's title
     assert sent == []  # checked before sending
     session.done("04-error-too-large")
 

@@ -1,0 +1,73 @@
+"""Stopping cleanly: once the server begins its graceful shutdown, request bodies still arriving are cut with 503
+(`Connection: close`), so one slow upload cannot hold the stop past `SHUTDOWN_GRACE_S`; bodies that already arrived
+are read and their requests answered."""
+
+from __future__ import annotations
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve.errors import ApiError
+
+
+class Stopping:
+    """Set once, when shutdown begins (serve/server.py); `app.state.stopping`. Cancels every body read waiting."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiting: set[anyio.CancelScope] = set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        for scope in self._waiting:
+            scope.cancel()
+
+    async def receive(self, receive: Receive) -> Message | None:
+        """The next message, or None if it would have to be waited for after shutdown began."""
+        with anyio.CancelScope() as scope:
+            # Already stopping: a cancelled scope still lets a message that is already there through, since the
+            # receive then returns without waiting; only waiting for more is cut.
+            if self._set:
+                scope.cancel()
+            self._waiting.add(scope)
+            try:
+                return await receive()
+            finally:
+                self._waiting.discard(scope)
+        return None
+
+
+def cut_off() -> ApiError:
+    return ApiError(
+        503,
+        "not_ready",
+        "the service is shutting down and the upload had not fully arrived; retry",
+        {"Retry-After": "1", "Connection": "close"},
+    )
+
+
+class CutUploadsOnStop:
+    def __init__(self, app: ASGIApp, stopping: Stopping) -> None:
+        self.app = app
+        self.stopping = stopping
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_done = False
+
+        async def receive_unless_stopping() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            message = await self.stopping.receive(receive)
+            if message is None:
+                raise cut_off()  # rendered by serve.errors like any ApiError raised while reading the body
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, receive_unless_stopping, send)
