@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SHIP_RUN := build/train/ship-gpu
 
 .PHONY: help run serve test setup venv venv-serve browser linters data lint pytest test-serve-venv \
-        promtool prepare train train-image-cloud train-vertex export report ship repro loadtest clean
+        promtool prepare train train-image-cloud train-vertex export report ship repro reproduce loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ ship: venv  ## promote build/export to shipped/ (git: int8 + card + drift refere
 
 repro: venv  ## rebuild the whole pipeline with DVC (prepare -> train -> export -> verify -> quantize)
 	$(VENV)/bin/dvc repro
+
+reproduce: venv  ## rebuild the shipped model from the committed weights; exit 1 unless it matches shipped/model-card.json
+	$(VENV)/bin/python -m export.reproduce
 
 loadtest: venv  ## benchmark the service against the baselines (127.0.0.1 only)
 	$(VENV)/bin/python -m loadtest $(ARGS)

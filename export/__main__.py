@@ -1,4 +1,7 @@
-"""python -m export CHECKPOINT: export -> parity check -> int8 quantization + gate -> model card.
+"""python -m export CHECKPOINT: export -> parity check -> int8 quantization + gate -> robustness gate -> model card.
+
+CHECKPOINT is a Lightning checkpoint of `python -m train` or a committed weights file (.safetensors with its JSON
+sidecar, export/weights_file.py): the shipped model is exported from shipped/weights/resnet18-cifar10.safetensors.
 
 Writes into --out-dir: model.onnx (fp32), model.int8.onnx and model-card.json, each carrying the card, and
 reference.json (what the served model sees on test images, for the drift check). Both ONNX files also answer the
@@ -8,7 +11,6 @@ optional `embedding` output. Nothing in --out-dir is replaced unless every step 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -17,16 +19,29 @@ from pathlib import Path
 from contract import model_file
 from contract.paths import PROCESSED_DIR, PROJECT_ROOT
 from contract.prediction_log import REFERENCE_FILE
-from export import card, checkpoint, embedding, metadata, onnx_export, quantize, reference, verify
+from export import card, checkpoint, embedding, metadata, onnx_export, quantize, reference, verify, weights_file
 from export.errors import ExportError
+from export.robustness import ROBUSTNESS_KEY, SHIPPED_CARD, measure_robustness, robustness_line
 
 FP32, INT8, CARD = "model.onnx", "model.int8.onnx", "model-card.json"
 
 
-def training_metrics(ckpt_path: Path) -> dict:
-    """metrics.json written by `python -m train` beside the checkpoint (test results and the resolved config)."""
-    path = ckpt_path.parent / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+def weights_provenance(loaded: checkpoint.LoadedCheckpoint) -> dict | None:
+    """The card's `weights`: the committed file the model was exported from and where its tensors came from."""
+    if loaded.origin is None:
+        return None
+    path = loaded.path.resolve()
+    shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+    return {"file": str(shown), "sha256": weights_file.file_sha256(path), "origin": loaded.origin}
+
+
+def with_weights(model_card: dict, weights: dict | None) -> dict:
+    """The card with `weights` right after `training` (nothing added for a training checkpoint)."""
+    if weights is None:
+        return model_card
+    items = list(model_card.items())
+    at = [key for key, _ in items].index("training") + 1
+    return dict([*items[:at], ("weights", weights), *items[at:]])
 
 
 def export_checkpoint(
@@ -37,10 +52,14 @@ def export_checkpoint(
     hflip_tta: bool = False,
     quantize_int8: bool = True,
     calibration: int = 1024,
+    robustness: bool = False,
+    robustness_baseline: Path | None = None,
 ) -> dict:
-    """The whole chain into `out_dir`, replacing nothing there unless every step passes. Returns the model card."""
+    """The whole chain into `out_dir`, replacing nothing there unless every step passes. Returns the model card.
+    robustness adds the served model's robustness table to the card, refused when its mean corrupted top-1
+    is more than 1 pp below robustness_baseline's (a model card; export/robustness.py)."""
     loaded = checkpoint.load(ckpt_path)
-    training = training_metrics(ckpt_path)
+    training = loaded.training
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
@@ -72,8 +91,15 @@ def export_checkpoint(
         for name in (FP32, INT8) if quant else (FP32,):
             embedding.add_to_file(stage / name)  # an extra output: the logits stay bit for bit the same
         reference.write(stage / (INT8 if quant else FP32), stage / REFERENCE_FILE, data_dir)
+        robust = None
+        if robustness:
+            robust = measure_robustness(stage / (INT8 if quant else FP32), data=data_dir, baseline=robustness_baseline)
+            print(robustness_line(robust))
 
         model_card = card.build({**meta, model_file.METRICS: metrics}, training, parity, quant)
+        model_card = with_weights(model_card, weights_provenance(loaded))
+        if robust is not None:
+            model_card[ROBUSTNESS_KEY] = robust
         for name in (FP32, INT8) if quant else (FP32,):
             metadata.update(stage / name, {model_file.METRICS: metrics, model_file.CARD: model_card})
         card.write(model_card, stage / CARD)
@@ -89,7 +115,9 @@ def export_checkpoint(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, help="Lightning checkpoint written by `python -m train`")
+    parser.add_argument(
+        "checkpoint", type=Path, help="Lightning checkpoint of `python -m train`, or a .safetensors weights file"
+    )
     parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "build" / "export", help="output folder")
     parser.add_argument(
         "--data-dir", type=Path, default=PROCESSED_DIR, help="prepared data (parity, calibration, gate)"
@@ -97,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hflip-tta", action="store_true", help="average the logits of the image and its mirror")
     parser.add_argument("--no-quantize", action="store_true", help="stop after the fp32 export and parity check")
     parser.add_argument("--calibration-images", type=int, default=1024, help="training images to calibrate int8")
+    parser.add_argument("--no-robustness", action="store_true", help="skip the robustness benchmark and its gate")
+    parser.add_argument(
+        "--robustness-baseline", type=Path, default=SHIPPED_CARD, help="the card the robustness gate beats"
+    )
     args = parser.parse_args(argv)
     try:
         export_checkpoint(
@@ -106,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             hflip_tta=args.hflip_tta,
             quantize_int8=not args.no_quantize,
             calibration=args.calibration_images,
+            robustness=not args.no_robustness,
+            robustness_baseline=args.robustness_baseline if args.robustness_baseline.is_file() else None,
         )
     except ExportError as exc:
         print(f"export: {exc}", file=sys.stderr)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from contract.paths import MODELS_DIR, PROJECT_ROOT, SHIPPED_DIR
+from contract.paths import PROJECT_ROOT, SHIPPED_DIR
 from loadtest import model_bench, payloads, report, soak
+from loadtest.baseline import WEIGHTS
 from loadtest.client import run_level
 from loadtest.servers import Server, naive_spec, noop_spec, service_spec
 
@@ -30,9 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        default=MODELS_DIR / "resnet18-cifar10.ckpt",
-        help="Lightning checkpoint of the same network, for the naive server and PyTorch timing (default: the "
-        "shipped model's, tracked by models.dvc)",
+        default=WEIGHTS,
+        help="weights of the same network (a Lightning checkpoint or the safetensors file), for the naive server and "
+        "PyTorch timing (default: the shipped model's, committed in shipped/weights/)",
     )
     parser.add_argument("--levels", default="1,4,16,64", help="closed-loop concurrency levels (CIFAR JPEGs)")
     parser.add_argument("--requests", type=int, default=20000, help="at most this many requests per level")

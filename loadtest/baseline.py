@@ -1,13 +1,14 @@
 """The baselines the service is measured against, in one small Starlette app run by uvicorn like `python -m serve`.
 
 - naive (`--checkpoint`): what an MLOps course project typically ships. The PyTorch eager fp32 model straight from
-  the Lightning checkpoint, and an `async def` handler that fully decodes the upload with Pillow, squashes it to
+  the weights (the shipped model's: WEIGHTS, committed in git; or a Lightning checkpoint of `python -m train`, both
+  loaded by export.checkpoint), and an `async def` handler that fully decodes the upload with Pillow, squashes it to
   32x32 and runs the model: one request at a time, no batching. Of the two usual shapes it is the faster one here:
   a sync handler (Starlette's thread pool, a lock around the model) measured 30-32 against 50-56 requests/s at one
   client, since each pool thread that calls torch gets its own OpenMP team.
 - noop: `POST /noop` reads the body and answers a constant JSON: the floor of HTTP + framework on this machine.
 
-`python -m loadtest.baseline [--checkpoint CKPT]` (PORT from the environment); binds 127.0.0.1 only.
+`python -m loadtest.baseline [--checkpoint WEIGHTS]` (PORT from the environment); binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from contract.paths import SHIPPED_DIR
+
+# The shipped model's network weights, the same the export of shipped/model.int8.onnx starts from.
+WEIGHTS = SHIPPED_DIR / "weights" / "resnet18-cifar10.safetensors"
+
 NOOP_ANSWER = {"label": "noop", "score": 1.0, "top_k": [], "model": {"name": "noop", "version": "0"}}
 
 
 class NaiveModel:
-    def __init__(self, checkpoint: Path) -> None:
+    def __init__(self, checkpoint: Path = WEIGHTS) -> None:
         import torch  # only the naive server pays for importing torch
 
         from export.checkpoint import load
@@ -70,7 +76,12 @@ def create_app(model: NaiveModel | None) -> Starlette:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.baseline", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, help="Lightning checkpoint: serve it naively on /classify")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help=f"weights (e.g. {WEIGHTS.relative_to(SHIPPED_DIR.parent)}) or a Lightning "
+        "checkpoint: serve it naively on /classify",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8001")))
     args = parser.parse_args(argv)
     app = create_app(NaiveModel(args.checkpoint) if args.checkpoint else None)

@@ -74,7 +74,8 @@ def interleaved(runs: dict[str, Callable[[], object]], seconds: float, burst: in
 
 
 def torch_eager(checkpoint: Path, images: np.ndarray, threads: int) -> tuple[dict, Callable[[], object]]:
-    """(what was loaded, one batch-1 forward pass of it)."""
+    """(what was loaded, one batch-1 forward pass of it). `checkpoint`: the committed weights (loadtest.baseline.
+    WEIGHTS) or a Lightning checkpoint, loaded as the naive server loads them."""
     import torch
 
     from export.checkpoint import load
