@@ -79,11 +79,12 @@ export: venv  ## checkpoint -> build/export (fp32 ONNX, parity check, int8 behin
 report: venv  ## the shipped model's per-class accuracy (Markdown) and confusion matrix (docs/confusion-matrix.png)
 	$(VENV)/bin/python -m export.report shipped/model.int8.onnx
 
-ship: venv  ## promote build/export to shipped/ (git: int8 + card + drift reference) and models/ (models.dvc: checkpoint + fp32)
+ship: venv  ## promote build/export to shipped/ (git: int8, card, drift reference, the weights) and models/ (models.dvc)
 	test -f build/export/model.int8.onnx -a -f build/export/model-card.json
 	$(VENV)/bin/python -m export.ship_check $(SHIP_RUN)/last.ckpt build/export
 	mkdir -p shipped models
 	cp build/export/model.int8.onnx build/export/model-card.json build/export/reference.json shipped/
+	$(VENV)/bin/python -m export.checkpoint $(SHIP_RUN)/last.ckpt shipped/weights/resnet18-cifar10.safetensors
 	cp build/export/model.onnx build/export/model-card.json models/
 	cp $(SHIP_RUN)/last.ckpt models/resnet18-cifar10.ckpt
 	cp $(SHIP_RUN)/metrics.json models/training-metrics.json
