@@ -212,6 +212,11 @@ def open_page(browser):
         page.goto(url + "/", wait_until="load")
         # app.js has pointed the form at the API once htmx is set up.
         page.wait_for_function("document.getElementById('classify-form').hasAttribute('hx-post')")
+        # The page then asks the service for its facts (GET /site-config, GET /model) and applies them; let that
+        # settle, and give the page the focus a person's window has, before a test types or clicks. Without it, a
+        # keyboard-opened file chooser once never appeared in a full CI run (it does when the test runs alone).
+        page.wait_for_load_state("networkidle")
+        page.bring_to_front()
         return PageSession(page, errors)
 
     yield _open
