@@ -12,6 +12,7 @@ import pytest
 
 from serve.settings import Settings, SettingsError
 from serve.uploads import UploadPace
+from tests.serve.asgi_scope import classify_scope
 
 CHUNK = 64 * 1024
 LIMIT = 10 * 1024 * 1024
@@ -42,20 +43,7 @@ def post_stream(
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/classify",
-        "raw_path": b"/classify",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = classify_scope([(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()])
 
     async def call() -> None:
         await client.app(scope, receive, send)

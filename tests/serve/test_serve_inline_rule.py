@@ -14,6 +14,7 @@ from PIL import Image
 from serve.app import create_app
 from serve.imaging import to_model_input, to_model_input_if_cheap
 from serve.inline_decode import INLINE_MAX_BYTES, JPEG_MAX_METADATA_BYTES, PNG_MAX_CHUNKS, plain_enough
+from tests.serve.asgi_scope import classify_scope
 
 OPTIONS = {"size": (32, 32), "policy": "center-crop-resize", "max_pixels": 10**8}
 RED = (255, 0, 0)
@@ -134,21 +135,8 @@ def test_anything_but_plain_structure_goes_to_a_thread(encode, kind):
 
 async def post(app: Any, body: bytes) -> int:
     """One POST /classify straight through the ASGI interface; its status."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/classify",
-        "raw_path": b"/classify",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"image/png"), (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
+    headers = [(b"content-type", b"image/png"), (b"content-length", str(len(body)).encode())]
+    scope = classify_scope(headers, state={})
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     status: list[int] = []
 
