@@ -7,6 +7,8 @@ the checkpoint, exported with the weights.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import timm
 import torch
 from torch import nn
@@ -87,3 +89,40 @@ def build(arch: str, num_classes: int, **kwargs) -> Classifier:
 def network_state(module_state: dict) -> dict:
     """The network's weights out of a `LitClassifier` state dict (its `net.` prefix removed)."""
     return {k.removeprefix("net."): v for k, v in module_state.items() if k.startswith("net.")}
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Give every BatchNorm the statistics its inputs have over `batches`, without changing what it computes.
+
+    A BatchNorm computes scale * x + shift with scale = weight / sqrt(var + eps) and shift = bias - mean * scale.
+    With the measured mean m and variance v it keeps scale and shift if weight = scale * sqrt(v + eps) and
+    bias = shift + scale * m. Used on weights whose BatchNorm was folded away (identity statistics).
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    moments = {norm: torch.zeros(3, norm.num_features, dtype=torch.float64) for norm in norms}
+
+    def measure(norm: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+        x = inputs[0].double().transpose(0, 1).reshape(norm.num_features, -1)
+        moments[norm] += torch.stack([torch.full_like(x[:, 0], x.shape[1]), x.sum(1), (x * x).sum(1)])
+
+    hooks = [norm.register_forward_pre_hook(measure) for norm in norms]
+    training = net.training
+    net.eval()
+    try:
+        for images in batches:
+            net(images)
+    finally:
+        net.train(training)
+        for hook in hooks:
+            hook.remove()
+    for norm in norms:
+        count, total, squares = moments[norm]
+        mean = total / count
+        var = (squares / count - mean * mean).clamp_min(0)
+        scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
+        shift = norm.bias.double() - norm.running_mean.double() * scale
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(var)
+        norm.weight.copy_(scale * torch.sqrt(var + norm.eps))
+        norm.bias.copy_(shift + scale * mean)

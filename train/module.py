@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from safetensors.torch import load_file
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from train import augment
-from train.models import build, network_state
+from train.models import build, network_state, recalibrate_batchnorm
+
+
+def warm_start_state(path: str) -> dict[str, torch.Tensor]:
+    """The network weights of a training checkpoint (.ckpt) or of a committed weights file (.safetensors)."""
+    if Path(path).suffix == ".safetensors":
+        return load_file(path, device="cpu")
+    return network_state(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
 
 
 class LitClassifier(L.LightningModule):
@@ -28,16 +38,17 @@ class LitClassifier(L.LightningModule):
         crop_padding: int = 4,
         hflip: bool = True,
         cutout: int = 0,
+        corruption_p: float = 0.0,
         channels_last: bool = True,
         init_weights: str | None = None,
+        recalibrate_batchnorm: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = build(arch, num_classes, **(arch_kwargs or {}))
         if init_weights:
             # A warm start (unlike resume: fresh optimiser and schedule).
-            warm = torch.load(init_weights, map_location="cpu", weights_only=True)["state_dict"]
-            self.net.load_state_dict(network_state(warm), strict=True)
+            self.net.load_state_dict(warm_start_state(init_weights), strict=True)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.labels: list[str] = [str(i) for i in range(num_classes)]
@@ -54,6 +65,11 @@ class LitClassifier(L.LightningModule):
         if stage == "fit" and datamodule is not None:
             self.net.preprocess.set_stats(datamodule.mean, datamodule.std)
             self.labels = list(datamodule.classes)
+            if self.hparams.init_weights and self.hparams.recalibrate_batchnorm:
+                # The committed weights have BatchNorm folded into the convolutions (identity statistics): give it
+                # the real statistics back, computing the same function, so training can normalise batches again.
+                batches = (images for images, _ in datamodule.train_dataloader())
+                recalibrate_batchnorm(self.net, itertools.islice(batches, self.hparams.recalibrate_batchnorm))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -61,6 +77,8 @@ class LitClassifier(L.LightningModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
         if self.trainer.training:
+            if self.hparams.corruption_p:
+                images = augment.random_corruption(images, self.hparams.corruption_p)
             if self.hparams.crop_padding:
                 images = augment.random_crop(images, self.hparams.crop_padding)
             if self.hparams.hflip:

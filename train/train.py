@@ -10,7 +10,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from train import wandb_online  # noqa: F401  (registers the wandb_online/wandb_offline resolvers)
+from train import precision, wandb_online  # noqa: F401  (register the cpu_precision, wandb_online/_offline resolvers)
 from train.paths import PROJECT_ROOT
 
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
