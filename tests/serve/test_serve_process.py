@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import io
 import json
@@ -217,3 +218,28 @@ def test_sigterm_lets_in_flight_batches_finish(slow_model_path):
     assert server.proc.wait(timeout=60) == 0
     assert results.count(200) >= in_flight  # every request in flight at SIGTERM was answered
     assert set(results) <= {200, -1}
+
+
+def closed_loop_statuses(server: Server, clients: int, requests: int) -> dict[str, int]:
+    """Status counts of `clients` closed-loop keep-alive clients (the load test's own) sending `requests` JPEGs."""
+    from loadtest.client import run_level  # numpy and asyncio only: in the serve venv too
+
+    body = jpeg((255, 0, 0))
+    url = f"{server.url}/classify"
+    result = asyncio.run(
+        run_level(url, lambda: body, concurrency=clients, max_requests=requests, max_seconds=30, warmup=False)
+    )
+    return result.summary()["statuses"]
+
+
+@pytest.mark.slow
+def test_closed_loop_clients_up_to_the_queue_size_never_get_a_503(model_path):
+    # A slot is given back before the answer is written (serve/routes.py), so a client that sends its next request
+    # as soon as it has read an answer always finds its slot free again.
+    server = Server(model_path, QUEUE_SIZE="8")
+    try:
+        assert closed_loop_statuses(server, clients=8, requests=2000) == {"200": 2000}
+        # The same load from three times as many clients overflows the 8 slots: the check above can fail.
+        assert closed_loop_statuses(server, clients=24, requests=2000).get("503", 0) > 0
+    finally:
+        assert server.stop() == 0
