@@ -1,13 +1,16 @@
-"""python -m loadtest: the model alone, then each server under closed-loop load, then the soak and SIGTERM checks;
-writes loadtest.json, loadtest.md and loadtest.png into --out-dir. Everything runs on 127.0.0.1."""
+"""python -m loadtest: the model alone, then each server under closed-loop load (--rounds times, in alternation), then
+the soak and SIGTERM checks; writes loadtest.json, loadtest.md and loadtest.png into --out-dir. Everything runs on
+127.0.0.1."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -16,9 +19,15 @@ from contract.paths import PROJECT_ROOT, SHIPPED_DIR
 from loadtest import model_bench, payloads, report, soak
 from loadtest.baseline import WEIGHTS
 from loadtest.client import run_level
-from loadtest.servers import Server, naive_spec, noop_spec, service_spec
+from loadtest.peers.specs import DEFAULT_WAIT_MS, GRANIAN, PEERS, granian_spec, peer_spec
+from loadtest.process_tree import PeakSampler
+from loadtest.rounds import merge_rounds
+from loadtest.servers import Server, ServerSpec, naive_spec, noop_spec, service_spec
 
-TARGETS = ("service", "naive", "noop")
+# The real frameworks (loadtest/peers/) are opt-in: each needs its own venv, built on first use.
+DEFAULT_TARGETS = ("service", "naive", "noop")
+TARGETS = (*DEFAULT_TARGETS, *PEERS, GRANIAN.name)
+MB = 1024  # /proc reports kB
 # Beyond the CIFAR sweep at --levels: the larger uploads at the few levels the targets need (a 12-MP decode costs
 # far more than an inference, so their sweep would only repeat the decode time).
 EXTRA_SCENARIOS = {"photo": (1, 16), "phone": (1, 4), "mix": (16,)}
@@ -38,7 +47,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--levels", default="1,4,16,64", help="closed-loop concurrency levels (CIFAR JPEGs)")
     parser.add_argument("--requests", type=int, default=20000, help="at most this many requests per level")
     parser.add_argument("--seconds", type=float, default=8.0, help="at most this long per level")
-    parser.add_argument("--targets", default=",".join(TARGETS), help="servers to load: service,naive,noop")
+    parser.add_argument(
+        "--targets",
+        default=",".join(DEFAULT_TARGETS),
+        help=f"servers to load, from {','.join(TARGETS)} (all but {','.join(DEFAULT_TARGETS)} build a venv first)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="load the targets this many times, in alternation")
+    parser.add_argument(
+        "--peer-wait-ms",
+        type=float,
+        default=DEFAULT_WAIT_MS,
+        help="the peers' dynamic-batching window (Mosec's max_wait_time, LitServe's batch_timeout)",
+    )
     parser.add_argument("--soak-seconds", type=float, default=60.0, help="saturation soak of the service (0: skip)")
     parser.add_argument("--soak-concurrency", type=int, default=128, help="clients in the soak (> QUEUE_SIZE)")
     parser.add_argument("--payloads", default="cifar,photo,phone,mix", help="scenarios to run: cifar,photo,phone,mix")
@@ -65,6 +85,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown --targets {sorted(unknown)}; choose from {','.join(TARGETS)}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.peer_wait_ms < 1:
+        parser.error("--peer-wait-ms must be at least 1 (Mosec's shortest window)")
     try:
         args.serve_env = dict(item.split("=", 1) for item in args.serve_env)
     except ValueError:
@@ -111,16 +135,28 @@ def load_level(server: Server, picker: payloads.Picker, kind: str, concurrency: 
     return summary
 
 
+def mb(kb: int) -> float:
+    return round(kb / MB, 1)
+
+
 def load_server(server: Server, bodies: dict, args: argparse.Namespace) -> dict:
-    record: dict = {"ready_s": round(server.ready_s, 3), "rss_ready_mb": round(server.memory_kb()["VmRSS"] / 1024, 1)}
-    record["scenarios"] = {}
-    for kind, levels in scenarios(args.levels, args.payloads).items():
-        picker = payloads.Picker(bodies, kind)
-        for concurrency in levels:
-            record["scenarios"].setdefault(kind, []).append(load_level(server, picker, kind, concurrency, args))
-    memory = server.memory_kb()
-    record["rss_end_mb"] = round(memory["VmRSS"] / 1024, 1)
-    record["rss_peak_mb"] = round(memory["VmHWM"] / 1024, 1)
+    """Every level of every scenario against one started server, with its whole process tree's memory: at ready
+    (idle), sampled during the load (peaks), and at the end."""
+    ready = server.tree_memory_kb()
+    record: dict = {"ready_s": round(server.ready_s, 3), "processes": ready["processes"]}
+    record |= {"rss_ready_mb": mb(ready["rss"]), "pss_ready_mb": mb(ready["pss"]), "scenarios": {}}
+    with PeakSampler(server.proc.pid) as sampler:
+        for kind, levels in scenarios(args.levels, args.payloads).items():
+            picker = payloads.Picker(bodies, kind)
+            for concurrency in levels:
+                record["scenarios"].setdefault(kind, []).append(load_level(server, picker, kind, concurrency, args))
+    end, peak = server.tree_memory_kb(), sampler.peak
+    record |= {"rss_end_mb": mb(end["rss"]), "pss_end_mb": mb(end["pss"]), "processes_peak": peak["processes"]}
+    record |= {"rss_peak_sampled_mb": mb(peak["rss"]), "pss_peak_mb": mb(peak["pss"])}
+    if peak["processes"] == 1:  # one process throughout: the kernel's own high-water mark, which no sample misses
+        record |= {"rss_peak_mb": mb(server.memory_kb()["VmHWM"]), "rss_peak_source": "VmHWM"}
+    else:  # no high-water mark spans processes: the largest sum sampled
+        record |= {"rss_peak_mb": record["rss_peak_sampled_mb"], "rss_peak_source": "sampled"}
     return record
 
 
@@ -155,6 +191,8 @@ def settings_record(args: argparse.Namespace) -> dict:
         "mix_weights": payloads.MIX_WEIGHTS,
         "soak_seconds": args.soak_seconds,
         "soak_concurrency": args.soak_concurrency,
+        "rounds": args.rounds,
+        "peer_wait_ms": args.peer_wait_ms,
     }
 
 
@@ -169,22 +207,36 @@ def model_alone(args: argparse.Namespace, checkpoint: Path | None) -> dict:
     )
 
 
-def load_every_server(args: argparse.Namespace, checkpoint: Path | None, bodies: dict) -> dict:
-    """Each target server in turn, started fresh and stopped (with its exit code) after its levels."""
-    specs = {
+def server_specs(args: argparse.Namespace, checkpoint: Path | None) -> dict[str, ServerSpec]:
+    """How each target starts; a peer's venv is built here, before anything is timed."""
+    makers: dict[str, Callable[[], ServerSpec]] = {
         "service": lambda: service_spec(args.model, args.serve_env),
         "naive": lambda: naive_spec(checkpoint),
         "noop": noop_spec,
     }
-    records = {}
-    for name in args.targets:
-        server = Server(specs[name]())
-        try:
-            records[name] = load_server(server, bodies, args)
-        finally:
-            code = server.stop()
-        records[name]["exit_code"] = code
-    return records
+    for name in PEERS:
+        makers[name] = functools.partial(peer_spec, name, args.model, args.serve_env, args.peer_wait_ms)
+    makers[GRANIAN.name] = functools.partial(granian_spec, args.model, args.serve_env)
+    return {name: makers[name]() for name in args.targets}
+
+
+def load_every_server(args: argparse.Namespace, specs: dict[str, ServerSpec], bodies: dict) -> list[dict]:
+    """Each target server in turn, started fresh and stopped (with its exit code) after its levels; all of them
+    --rounds times, in alternation. One {server: record} per round."""
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        records = {}
+        for name, spec in specs.items():
+            if args.rounds > 1:
+                tqdm.write(f"round {number}/{args.rounds}: {name}")
+            server = Server(spec)
+            try:
+                records[name] = load_server(server, bodies, args)
+            finally:
+                code = server.stop()
+            records[name] |= {"exit_code": code, "left_running": server.left_running}
+        rounds.append(records)
+    return rounds
 
 
 def soak_service(args: argparse.Namespace, bodies: dict) -> dict:
@@ -219,9 +271,14 @@ def run_load_test(args: argparse.Namespace) -> int:
     results: dict = {"machine": report.machine(), "settings": settings_record(args)}
     bodies = payloads.build(cifar_count=32 if args.quick else 256)
     results["payloads"] = payloads.describe(bodies) | {"cifar_source": payloads.source()}
+    specs = server_specs(args, checkpoint)  # first: building a peer's venv takes the CPUs for a while
+    results["settings"]["servers"] = {name: spec.settings for name, spec in specs.items() if spec.settings}
     if args.model_seconds > 0:
         results["model"] = model_alone(args, checkpoint)
-    results["servers"] = load_every_server(args, checkpoint, bodies)
+    rounds = load_every_server(args, specs, bodies)
+    results["servers"] = merge_rounds(rounds)
+    if args.rounds > 1:
+        results["server_rounds"] = rounds  # each round's numbers, behind the medians
     if "service" in args.targets and args.soak_seconds > 0:
         results |= soak_service(args, bodies)
     paths = report.write(results, args.out_dir)

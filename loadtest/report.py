@@ -14,6 +14,7 @@ from pathlib import Path
 
 from contract.model_file import QUANTIZATION, QUANTIZATION_NONE
 from contract.paths import PROJECT_ROOT
+from loadtest.process_tree import PEAK_SAMPLE_S
 from loadtest.targets import judge_all
 
 INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "hypervisor")
@@ -59,6 +60,60 @@ def _errors(statuses: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in statuses.items() if k != "200") or "0"
 
 
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _rounds_note(results: dict) -> str:
+    rounds = results.get("settings", {}).get("rounds", 1)
+    return f"; medians of {rounds} rounds, the servers in alternation" if rounds > 1 else ""
+
+
+def memory_table(servers: dict) -> list[str]:
+    """Start-up and memory, each server's whole process tree: PSS at ready (idle) and the peaks during the load."""
+    lines = [
+        "| server | processes | start -> ready s | RSS ready MB | PSS ready MB | RSS peak MB | PSS peak MB "
+        "| exit code |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, server in servers.items():
+        peak = _mb(server["rss_peak_mb"]) + (" (sampled)" if server.get("rss_peak_source") == "sampled" else "")
+        left = f", left running: {server['left_running']}" if server.get("left_running") else ""
+        lines.append(
+            f"| {name} | {server.get('processes', 1)} | {server['ready_s']:.2f} | {_mb(server['rss_ready_mb'])} | "
+            f"{_mb(server.get('pss_ready_mb'))} | {peak} | {_mb(server.get('pss_peak_mb'))} | "
+            f"{server['exit_code']}{left} |"
+        )
+    lines += [
+        "",
+        "RSS and PSS are summed over each server's process tree. RSS peak is the kernel's high-water mark (VmHWM) for "
+        "a single-process server; for several processes, and PSS always, the largest sum sampled every "
+        f"{PEAK_SAMPLE_S} s (a floor of the true peak). RSS counts pages that processes share once per process; PSS "
+        "splits them.",
+    ]
+    return lines
+
+
+def settings_table(settings: dict) -> list[str]:
+    """How each server that has settings to say (the service, the peers) batches, infers and decodes."""
+    servers = settings.get("servers")
+    if not servers:
+        return []
+    lines = [
+        "",
+        "## Servers' settings",
+        "",
+        "| server | framework | max batch | max wait ms | inference processes | onnxruntime threads | decode | HTTP |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for name, s in servers.items():
+        lines.append(
+            f"| {name} | {s['framework']} | {s['max_batch_size']} | {s['max_wait_ms']:g} | {s['inference_workers']} | "
+            f"{s['ort_threads']} | {s['decode']} | {s['http_front']} |"
+        )
+    return lines
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
@@ -76,7 +131,7 @@ def markdown(results: dict) -> str:
         "| --- | --- | --- |",
         *(f"| {t['target']} | {t['measured']} | {met_text(t['met'])} |" for t in results["targets"]),
         "",
-        "## Servers under load (closed loop, 127.0.0.1)",
+        f"## Servers under load (closed loop, 127.0.0.1{_rounds_note(results)})",
         "",
         "| server | payload | concurrency | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | not 200 "
         "| server CPU ms/req |",
@@ -91,16 +146,7 @@ def markdown(results: dict) -> str:
                     f"{lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} | "
                     f"{_errors(e['statuses'])} | {e.get('server_cpu_ms_per_request', float('nan')):.2f} |"
                 )
-    lines += [
-        "",
-        "| server | start -> ready s | RSS ready MB | RSS peak MB | exit code |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name, server in results.get("servers", {}).items():
-        lines.append(
-            f"| {name} | {server['ready_s']:.2f} | {server['rss_ready_mb']:.0f} | {server['rss_peak_mb']:.0f} | "
-            f"{server['exit_code']} |"
-        )
+    lines += ["", *memory_table(results.get("servers", {})), *settings_table(results.get("settings", {}))]
     model = results.get("model")
     if model:
         lines += [

@@ -1,5 +1,6 @@
 """Start each server under test as its own process on a free 127.0.0.1 port, time start -> ready, read its memory
-from /proc, and stop it with SIGTERM (what Cloud Run sends)."""
+and CPU from /proc (its whole process tree: loadtest/process_tree.py), and stop it with SIGTERM (what Cloud Run
+sends)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from contract.paths import PROJECT_ROOT
+from loadtest import process_tree
 from serve.settings import Settings
 
 # Every server runs with uvicorn's defaults as `python -m serve` sets them (1 worker, httptools, no server header) and
@@ -26,16 +29,29 @@ SERVE_SETTINGS = {f.name.upper() for f in fields(Settings)} | {"PORT", "HOST", "
 
 @dataclass
 class ServerSpec:
-    name: str  # service | naive | noop
+    name: str  # service | naive | noop | a peer's name
     argv: list[str]
     path: str  # the route the load goes to
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/readyz"
+    settings: dict[str, Any] = field(default_factory=dict)  # how it is set up, for the report
 
 
 def service_spec(model: Path, env: dict[str, str] | None = None) -> ServerSpec:
     env = {"MODEL_PATH": str(model), **(env or {})}
-    return ServerSpec("service", [sys.executable, "-m", "serve"], "/classify", env)
+    settings = Settings.from_env(env)
+    description = {
+        "framework": "this service (python -m serve: Starlette on uvicorn with httptools)",
+        "route": "POST /classify",
+        "ready": "GET /readyz",
+        "max_batch_size": settings.batch_max_size,
+        "max_wait_ms": settings.batch_max_wait_ms,
+        "inference_workers": 1,
+        "ort_threads": settings.ort_threads or "0 (onnxruntime's default: one per core)",
+        "decode": f"thumbnails on the event loop, larger uploads in {settings.decode_concurrency} threads",
+        "http_front": "uvicorn, one process, with the service's head limits",
+    }
+    return ServerSpec("service", [sys.executable, "-m", "serve"], "/classify", env, settings=description)
 
 
 def naive_spec(checkpoint: Path) -> ServerSpec:
@@ -53,25 +69,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS (now) and VmHWM (peak) of a process, in kB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0])
-    return values
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads together."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
 class Server:
     def __init__(self, spec: ServerSpec, timeout: float = 120) -> None:
         self.spec = spec
+        self.left_running: list[int] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}{spec.path}"
         env = {k: v for k, v in os.environ.items() if k not in SERVE_SETTINGS}
@@ -99,10 +100,16 @@ class Server:
             connection.close()
 
     def memory_kb(self) -> dict[str, int]:
-        return memory_kb(self.proc.pid)
+        """VmRSS and VmHWM of the server's first process (the whole server, for a single-process one)."""
+        return process_tree.status_kb(self.proc.pid)
+
+    def tree_memory_kb(self) -> dict[str, int]:
+        """Processes, RSS and PSS of the server's whole process tree."""
+        return process_tree.tree_memory_kb(self.proc.pid)
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.proc.pid)
+        """CPU seconds of the server's whole process tree."""
+        return process_tree.tree_cpu_seconds(self.proc.pid)
 
     def output(self) -> str:
         self.log.seek(0)
@@ -113,7 +120,10 @@ class Server:
             self.proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 30) -> int:
-        """SIGTERM, then the exit code (killed after `timeout`: the code is then negative). Idempotent."""
+        """SIGTERM, then the exit code (killed after `timeout`: the code is then negative). Idempotent. Processes of
+        the server's tree still alive after it exited (a framework's orphaned workers) are listed in `left_running`,
+        then killed, so no server outlives its turn."""
+        members = process_tree.identities(self.proc.pid) if self.proc.poll() is None else {}
         self.terminate()
         try:
             return self.proc.wait(timeout)
@@ -121,4 +131,5 @@ class Server:
             self.proc.kill()
             return self.proc.wait()
         finally:
+            self.left_running = process_tree.reap_leftovers(members, self.proc.pid, grace=min(timeout, 10))
             self.log.close()

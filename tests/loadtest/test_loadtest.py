@@ -273,6 +273,13 @@ def test_quick_run_covers_every_server_scenario_and_level(quick_report):
         assert server["exit_code"] == 0, name
         assert server["ready_s"] > 0
         assert server["rss_peak_mb"] >= server["rss_ready_mb"] > 0
+        assert server["processes"] == server["processes_peak"] == 1, name  # these three serve from one process
+        assert server["rss_peak_source"] == "VmHWM", name  # so the kernel's own peak, as before
+        assert 0 < server["pss_ready_mb"] <= server["rss_ready_mb"], name
+        assert 0 < server["pss_peak_mb"] <= server["rss_peak_sampled_mb"], name
+        # Samples see no more than the kernel's high-water mark (give or take its counters' lag, 64 pages a thread).
+        assert server["rss_peak_sampled_mb"] <= server["rss_peak_mb"] + 4, name
+        assert server["left_running"] == [], name
         assert {kind: [e["concurrency"] for e in entries] for kind, entries in server["scenarios"].items()} == plan
 
 
@@ -325,6 +332,9 @@ def test_quick_run_writes_json_markdown_and_png(quick_report):
         assert f"| {verdict['target']} | {verdict['measured']} | {report.met_text(verdict['met'])} |" in markdown
     assert "| service | cifar | 1 |" in markdown
     assert "| naive | cifar | 4 |" in markdown
+    service = results["servers"]["service"]
+    assert f"| service | 1 | {service['ready_s']:.2f} | {service['rss_ready_mb']:.0f} | " in markdown
+    assert "| service | this service" in markdown  # its settings, beside any peer's
     assert "## Targets" in markdown
     png = (out / "loadtest.png").read_bytes()
     assert png.startswith(PNG_SIGNATURE)

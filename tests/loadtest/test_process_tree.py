@@ -1,0 +1,173 @@
+"""A server's process tree from /proc: found whole (both ways the kernel allows), its CPU and memory summed, its
+leftovers killed. Real processes where the kernel is what is tested; a fake /proc where the layout is."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from loadtest import process_tree
+from loadtest.servers import Server, ServerSpec
+
+BURN_S = 0.6  # CPU seconds the child spends, well above the clock tick (10 ms)
+# A parent that starts a child and then only waits: the child burns BURN_S of CPU, says so, and then sleeps ("keep")
+# or exits, and the parent reaps it ("reap").
+PARENT = textwrap.dedent(
+    f"""
+    import subprocess, sys, time
+    child = subprocess.Popen([sys.executable, "-c", '''
+    import sys, time
+    while time.process_time() < {BURN_S}:
+        pass
+    print("burnt", flush=True)
+    if sys.argv[1] == "keep":
+        time.sleep(60)
+    ''', sys.argv[1]], stdout=sys.stdout)
+    print(child.pid, flush=True)
+    if sys.argv[1] == "reap":
+        child.wait()
+        print("reaped", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+@pytest.fixture
+def parent_and_child(request):
+    """(parent Popen, child pid) once the child has burnt its CPU; with param "reap", after the parent reaped it."""
+    mode = getattr(request, "param", "keep")
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, mode], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert parent.stdout.readline().strip() == "burnt"
+        if mode == "reap":
+            assert parent.stdout.readline().strip() == "reaped"
+        yield parent, child
+    finally:
+        parent.kill()
+        parent.wait()
+        if mode == "keep":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
+def test_the_tree_holds_the_child_and_its_cpu_exceeds_the_parents_own(parent_and_child):
+    parent, child = parent_and_child
+    assert process_tree.tree(parent.pid) == [parent.pid, child]
+    own = process_tree.cpu_seconds(parent.pid)
+    total = process_tree.tree_cpu_seconds(parent.pid)
+    assert total - own >= BURN_S * 0.9  # the child's burn, counted once
+    assert total == pytest.approx(own + process_tree.cpu_seconds(child), abs=0.05)
+
+
+@pytest.mark.parametrize("parent_and_child", ["reap"], indirect=True)
+def test_a_child_that_exited_still_counts_through_its_parent(parent_and_child):
+    parent, _ = parent_and_child
+    assert process_tree.tree(parent.pid) == [parent.pid]
+    assert process_tree.tree_cpu_seconds(parent.pid) >= BURN_S * 0.9  # the reaped child's time, as cutime
+    assert process_tree.cpu_seconds(parent.pid, reaped=False) < BURN_S * 0.5
+
+
+def test_tree_memory_sums_rss_and_pss_over_the_processes(parent_and_child):
+    parent, child = parent_and_child
+    memory = process_tree.tree_memory_kb(parent.pid)
+    assert memory["processes"] == 2
+    parent_rss, child_rss = (process_tree.status_kb(p)["VmRSS"] for p in (parent.pid, child))
+    assert memory["rss"] == pytest.approx(parent_rss + child_rss, rel=0.05)
+    assert 0 < memory["pss"] <= memory["rss"]  # shared pages split, never counted more than once per process
+    assert memory["pss"] > process_tree.pss_kb(parent.pid)
+
+
+def test_peak_sampler_keeps_the_largest_tree_it_saw(parent_and_child):
+    parent, _ = parent_and_child
+    with process_tree.PeakSampler(parent.pid, interval=0.05) as sampler:
+        time.sleep(0.2)
+    assert sampler.samples >= 3
+    assert sampler.peak["processes"] == 2
+    assert sampler.peak["rss"] >= process_tree.status_kb(parent.pid)["VmRSS"]
+    assert sampler.peak["pss"] > 0
+
+
+def test_a_gone_process_has_an_empty_tree():
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(done.stdout)
+    assert process_tree.tree(pid) == []
+    assert process_tree.tree_cpu_seconds(pid) == 0
+    assert process_tree.tree_memory_kb(pid) == {"processes": 0, "rss": 0, "pss": 0}
+
+
+def fake_stat(pid: int, parent: int, comm: str = "python") -> str:
+    fields = ["S", str(parent)] + ["0"] * 17 + [str(1000 + pid)] + ["0"] * 30  # state, ppid, ..., starttime
+    return f"{pid} ({comm}) " + " ".join(fields) + "\n"
+
+
+@pytest.fixture
+def fake_proc(tmp_path, monkeypatch) -> Path:
+    """10 -> 11 -> 12 (11 has a second thread, which started 12), and 13 beside them; comms with spaces and ')'."""
+    layout = {10: (1, "py thon", [10]), 11: (10, "a) b", [11, 21]), 12: (11, "worker", [12]), 13: (1, "other", [13])}
+    forked_by = {10: "11", 21: "12"}  # each child is listed under the thread that started it
+    for pid, (parent, comm, threads) in layout.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(fake_stat(pid, parent, comm))
+        for tid in threads:
+            (tmp_path / str(pid) / "task" / str(tid)).mkdir(parents=True)
+            (tmp_path / str(pid) / "task" / str(tid) / "children").write_text(forked_by.get(tid, ""))
+    (tmp_path / "self").mkdir()  # not a pid: never taken for one
+    monkeypatch.setattr(process_tree, "PROC", tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("children_files", [True, False])
+def test_the_tree_is_the_same_read_from_children_files_or_from_every_parent(fake_proc, monkeypatch, children_files):
+    monkeypatch.setattr(process_tree, "HAS_CHILDREN_FILES", children_files)
+    assert sorted(process_tree.tree(10)) == [10, 11, 12]
+    assert sorted(process_tree.tree(11)) == [11, 12]
+    assert process_tree.tree(13) == [13]
+
+
+def test_identities_know_a_reused_pid_from_the_process_that_was_there(fake_proc):
+    assert process_tree.identities(10) == {11: "1011", 12: "1012"}
+    (fake_proc / "12" / "stat").write_text(fake_stat(12, 1, "newcomer").replace(" 1012 ", " 5000 "))
+    assert process_tree._alive_as(11, "1011")
+    assert not process_tree._alive_as(12, "1012")  # same pid, another process: never killed as a leftover
+
+
+# A server that forgets a child: on SIGTERM it exits at once, and its child sleeps on.
+ORPHANING_SERVER = textwrap.dedent(
+    """
+    import http.server, os, signal, subprocess, sys
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Ready).serve_forever()
+    """
+)
+
+
+def test_stop_kills_what_a_server_left_running_and_says_so():
+    server = Server(ServerSpec("orphaning", [sys.executable, "-c", ORPHANING_SERVER], "/", ready_path="/"))
+    try:
+        deadline = time.monotonic() + 10
+        while len(process_tree.tree(server.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (child,) = process_tree.tree(server.proc.pid)[1:]
+        started = process_tree.identities(server.proc.pid)[child]
+    finally:
+        code = server.stop(timeout=2)  # and 2 s for its tree to follow it
+    assert code == 0
+    assert server.left_running == [child]
+    assert not process_tree._alive_as(child, started)
