@@ -52,6 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(DEFAULT_TARGETS),
         help=f"servers to load, from {','.join(TARGETS)} (all but {','.join(DEFAULT_TARGETS)} build a venv first)",
     )
+    parser.add_argument(
+        "--server-cpus",
+        default="",
+        help="pin the servers to these CPUs (e.g. 0: a 1-vCPU instance) and the load generator to the others",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="load the targets this many times, in alternation")
     parser.add_argument(
         "--peer-wait-ms",
@@ -87,6 +92,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown --targets {sorted(unknown)}; choose from {','.join(TARGETS)}")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    try:
+        args.server_cpus = {int(cpu) for cpu in args.server_cpus.split(",") if cpu}
+    except ValueError:
+        parser.error("--server-cpus takes CPU numbers, e.g. 0 or 0,1")
+    if args.server_cpus and not (args.server_cpus < os.sched_getaffinity(0)):
+        parser.error(f"--server-cpus must leave the load generator a CPU of {sorted(os.sched_getaffinity(0))}")
     if args.peer_wait_ms < 1:
         parser.error("--peer-wait-ms must be at least 1 (Mosec's shortest window)")
     try:
@@ -192,6 +203,7 @@ def settings_record(args: argparse.Namespace) -> dict:
         "soak_seconds": args.soak_seconds,
         "soak_concurrency": args.soak_concurrency,
         "rounds": args.rounds,
+        "server_cpus": sorted(args.server_cpus),
         "peer_wait_ms": args.peer_wait_ms,
     }
 
@@ -229,7 +241,7 @@ def load_every_server(args: argparse.Namespace, specs: dict[str, ServerSpec], bo
         for name, spec in specs.items():
             if args.rounds > 1:
                 tqdm.write(f"round {number}/{args.rounds}: {name}")
-            server = Server(spec)
+            server = Server(spec, cpus=args.server_cpus)
             try:
                 records[name] = load_server(server, bodies, args)
             finally:
@@ -241,7 +253,7 @@ def load_every_server(args: argparse.Namespace, specs: dict[str, ServerSpec], bo
 
 def soak_service(args: argparse.Namespace, bodies: dict) -> dict:
     """A fresh service under the saturation soak, then SIGTERM."""
-    server = Server(service_spec(args.model, args.serve_env))
+    server = Server(service_spec(args.model, args.serve_env), cpus=args.server_cpus)
     with tqdm(total=int(args.soak_seconds), desc=f"soak c={args.soak_concurrency}", leave=False) as bar:
 
         def tick(info: dict) -> None:
@@ -268,6 +280,8 @@ def run_load_test(args: argparse.Namespace) -> int:
         print(f"loadtest: {problem}", file=sys.stderr)
         return 2
     checkpoint = args.checkpoint if args.checkpoint.is_file() else None
+    if args.server_cpus:  # the load generator keeps off the servers' CPUs, as clients are off an instance's
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - args.server_cpus)
     results: dict = {"machine": report.machine(), "settings": settings_record(args)}
     bodies = payloads.build(cifar_count=32 if args.quick else 256)
     results["payloads"] = payloads.describe(bodies) | {"cifar_source": payloads.source()}

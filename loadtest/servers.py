@@ -70,7 +70,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, spec: ServerSpec, timeout: float = 120) -> None:
+    def __init__(self, spec: ServerSpec, timeout: float = 120, cpus: set[int] | None = None) -> None:
+        """Started and ready; `cpus` pins it (and all it starts) to those CPUs, as an instance with that many."""
         self.spec = spec
         self.left_running: list[int] = []
         self.port = free_port()
@@ -80,7 +81,10 @@ class Server:
         # A file, not a pipe: nobody reads the output while the load runs. Closed by stop().
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         started = time.perf_counter()
-        self.proc = subprocess.Popen(spec.argv, cwd=PROJECT_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        self.proc = subprocess.Popen(
+            spec.argv, cwd=PROJECT_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=pin
+        )
         while self._status(spec.ready_path) != 200:
             if self.proc.poll() is not None or time.perf_counter() - started > timeout:
                 output = self.output()

@@ -171,3 +171,19 @@ def test_stop_kills_what_a_server_left_running_and_says_so():
     assert code == 0
     assert server.left_running == [child]
     assert not process_tree._alive_as(child, started)
+
+
+def test_a_server_pinned_to_cpus_runs_there_and_the_option_leaves_the_client_a_cpu():
+    from loadtest.__main__ import parse_args
+    from loadtest.servers import noop_spec
+
+    cpus = sorted(os.sched_getaffinity(0))
+    server = Server(noop_spec(), cpus={cpus[0]})
+    try:
+        assert os.sched_getaffinity(server.proc.pid) == {cpus[0]}
+    finally:
+        assert server.stop() == 0
+    if len(cpus) > 1:
+        assert parse_args(["--server-cpus", str(cpus[0])]).server_cpus == {cpus[0]}
+    with pytest.raises(SystemExit):
+        parse_args(["--server-cpus", ",".join(map(str, cpus))])  # nothing left for the load generator
