@@ -92,3 +92,14 @@ def test_cpu_precision_is_bf16_only_with_bf16_instructions(tmp_path):
     assert cpu_flags(cpuinfo) == {"fpu", "sse2", "avx2", "avx512_bf16"}
     assert cpu_flags(tmp_path / "missing") == set()
     assert compose_config([]).trainer.precision == cpu_precision()
+
+
+def test_the_anneal_continues_the_robust_runs_first_epoch_with_the_same_network_and_data():
+    robust, anneal = compose_config(["experiment=robust"]), compose_config(["experiment=robust_anneal"])
+    assert anneal.model.init_weights == f"{robust.paths.ckpt_root}/{robust.run_name}/epoch000.ckpt"
+    assert anneal.run_name != robust.run_name
+    assert anneal.model.recalibrate_batchnorm == 0  # a training checkpoint has real BatchNorm statistics
+    assert anneal.model.lr < robust.model.lr
+    assert anneal.model.arch_kwargs == robust.model.arch_kwargs
+    assert anneal.model.corruption_p == robust.model.corruption_p
+    assert (anneal.data.val_size, anneal.data.split_seed) == (robust.data.val_size, robust.data.split_seed)
