@@ -87,9 +87,9 @@ class FakeServer:
 
     log: ClassVar[list[str]] = []
 
-    def __init__(self, spec) -> None:
+    def __init__(self, spec, cpus=None) -> None:
         self.spec, self.left_running = spec, []
-        FakeServer.log.append(f"start {spec}")
+        FakeServer.log.append(f"start {spec}" + (f" on {sorted(cpus)}" if cpus else ""))
 
     def stop(self) -> int:
         FakeServer.log.append(f"stop {self.spec}")
@@ -108,6 +108,16 @@ def test_rounds_alternate_the_servers_and_start_each_fresh(monkeypatch):
     assert merged["service"]["scenarios"]["cifar"][0]["throughput_rps"] == 200
     assert merged["mosec"]["scenarios"]["cifar"][0]["throughput_rps"] == 20
     assert list(merged) == ["service", "mosec"]
+
+
+def test_every_round_pins_each_server_to_the_server_cpus(monkeypatch):
+    FakeServer.log = []
+    monkeypatch.setattr(cli, "Server", FakeServer)
+    monkeypatch.setattr(cli, "load_server", lambda server, bodies, args: record((100, 1), 1.0, 100))
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1})
+    args = cli.parse_args(["--rounds", "2", "--server-cpus", "0"])
+    cli.load_every_server(args, {"service": "service"}, bodies={})
+    assert FakeServer.log == ["start service on [0]", "stop service"] * 2
 
 
 @pytest.mark.parametrize("argv", [["--rounds", "0"], ["--peer-wait-ms", "0.5"], ["--targets", "service,bentoml"]])
