@@ -114,11 +114,6 @@ def rollup_kb(pid: int) -> dict[str, int]:
     return values
 
 
-def pss_kb(pid: int) -> int:
-    """The proportional set size of one process, in kB: each page it shares split between the processes mapping it."""
-    return rollup_kb(pid)["pss"]
-
-
 def tree_memory_kb(pid: int) -> dict[str, int]:
     """The tree's process count, RSS and PSS summed, in kB; processes with no memory (zombies) are not counted."""
     processes = rss = pss = 0

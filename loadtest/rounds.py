@@ -8,6 +8,7 @@ median, to show the spread."""
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from typing import Any
 
 SUMMED = ("requests", "ok", "seconds", "resent")
@@ -26,11 +27,7 @@ def median(values: list[Any]) -> float | None:
 
 
 def _sum_counts(dicts: list[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for counts in dicts:
-        for key, value in counts.items():
-            total[key] = total.get(key, 0) + value
-    return dict(sorted(total.items()))
+    return dict(sorted(sum(map(Counter, dicts), Counter()).items()))
 
 
 def merge(values: list[Any], key: str = "") -> Any:

@@ -83,7 +83,7 @@ def test_tree_memory_sums_rss_and_pss_over_the_processes(parent_and_child):
     parent_rss, child_rss = (process_tree.status_kb(p)["VmRSS"] for p in (parent.pid, child))
     assert memory["rss"] == pytest.approx(parent_rss + child_rss, rel=0.05)
     assert 0 < memory["pss"] <= memory["rss"]  # shared pages split, never counted more than once per process
-    assert memory["pss"] > process_tree.pss_kb(parent.pid)
+    assert memory["pss"] > process_tree.rollup_kb(parent.pid)["pss"]
 
 
 def test_peak_sampler_keeps_the_largest_tree_it_saw(parent_and_child):
