@@ -24,7 +24,7 @@ def main() -> int:
     try:
         settings = Settings.from_env()
         # Loading before the server starts turns a bad model file into one clear line, not a traceback.
-        model = load_model(settings.model_path, threads=settings.ort_threads)
+        model = load_model(settings.model_path, threads=settings.ort_threads, spinning=settings.ort_spinning)
         check_target(settings.prediction_log)
     except (SettingsError, ModelLoadError) as exc:
         print(f"serve: {exc}", file=sys.stderr)

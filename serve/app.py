@@ -83,7 +83,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state, settings = app.state, app.state.settings
     if state.model is None:
         state.model = await anyio.to_thread.run_sync(
-            lambda: load_model(settings.model_path, threads=settings.ort_threads)
+            lambda: load_model(settings.model_path, threads=settings.ort_threads, spinning=settings.ort_spinning)
         )
     model: LoadedModel = state.model
     # The first runs allocate and pick kernels; do them now at the largest batch, not on a user's request.

@@ -60,7 +60,7 @@ class LoadedModel:
         return model_file.describe(self.metadata)
 
 
-def load_model(path: Path, *, threads: int = 0) -> LoadedModel:
+def load_model(path: Path, *, threads: int = 0, spinning: bool = False) -> LoadedModel:
     """Open the file, check the signature and metadata against the contract, and run it once."""
     path = Path(path)
     if not path.exists():
@@ -71,8 +71,8 @@ def load_model(path: Path, *, threads: int = 0) -> LoadedModel:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Image decoding runs on the same CPUs: idle ORT workers must sleep, not spin.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Image decoding runs on the same CPUs: idle ORT workers sleep unless told to spin (settings.ort_spinning).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 4  # our own one-line error replaces ORT's multi-line log
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

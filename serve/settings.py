@@ -16,6 +16,16 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "shipped" / "model
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
+def flag(raw: str) -> bool:
+    """A switch: 1/true/yes/on or 0/false/no/off."""
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 class SettingsError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
@@ -27,6 +37,8 @@ class Settings:
     model_path: Path = DEFAULT_MODEL_PATH
     cors_origins: tuple[str, ...] = ()
     ort_threads: int = 0
+    # Idle onnxruntime threads sleep: spinning ones take the CPUs that decoding needs (benchmarks/engines/README.md).
+    ort_spinning: bool = False
     decode_concurrency: int = 2
     # Bytes every decode in flight may take together (serve.decode_budget). 1 GiB: with the model (~200 MB) and the
     # queued uploads it fits Cloud Run's 2 GiB; one 50-MP WebP, the dearest upload (~980 MiB), still fits alone.
@@ -91,6 +103,7 @@ class Settings:
             model_path=get("MODEL_PATH", Path, cls.model_path),
             cors_origins=origins,
             ort_threads=get("ORT_THREADS", int, cls.ort_threads, minimum=0),
+            ort_spinning=get("ORT_SPINNING", flag, cls.ort_spinning),
             decode_concurrency=get("DECODE_CONCURRENCY", int, cls.decode_concurrency, minimum=1),
             decode_memory_mib=get("DECODE_MEMORY_MIB", int, cls.decode_memory_mib, minimum=1),
             max_body_bytes=get("MAX_BODY_BYTES", int, cls.max_body_bytes, minimum=1),

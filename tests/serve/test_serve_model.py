@@ -21,6 +21,12 @@ def test_loads_a_contract_model(model_path):
     assert logits.dtype == np.float32
 
 
+@pytest.mark.parametrize(("spinning", "entry"), [(False, "0"), (True, "1")])
+def test_idle_threads_sleep_unless_told_to_spin(model_path, spinning, entry):
+    session = load_model(model_path, spinning=spinning).session
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == entry
+
+
 def test_optional_metadata_may_be_missing(make_model):
     path = make_model("minimal.onnx", meta=dict.fromkeys(OPTIONAL_KEYS))
     model = load_model(path)

@@ -24,6 +24,7 @@ def test_defaults():
     assert settings.batch_max_wait_ms == 0.0
     assert settings.queue_size == 64
     assert settings.ort_threads == 0
+    assert settings.ort_spinning is False
     assert settings.decode_concurrency == 2
     assert settings.log_level == "info"
 
@@ -35,6 +36,7 @@ def test_every_variable_is_read():
         "MODEL_PATH": "/models/m.onnx",
         "CORS_ORIGINS": " https://a.example/ , https://b.example ,",
         "ORT_THREADS": "2",
+        "ORT_SPINNING": "on",
         "DECODE_CONCURRENCY": "3",
         "MAX_BODY_BYTES": "1000",
         "BODY_TIMEOUT_S": "2.5",
@@ -51,6 +53,7 @@ def test_every_variable_is_read():
         model_path=Path("/models/m.onnx"),
         cors_origins=("https://a.example", "https://b.example"),
         ort_threads=2,
+        ort_spinning=True,
         decode_concurrency=3,
         max_body_bytes=1000,
         body_timeout_s=2.5,
@@ -76,6 +79,7 @@ def test_empty_values_mean_default():
         ({"BODY_TIMEOUT_S": "0"}, "BODY_TIMEOUT_S='0' must be at least 0.001"),
         ({"BATCH_MAX_WAIT_MS": "soon"}, "BATCH_MAX_WAIT_MS='soon' is not a valid float"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not one of"),
+        ({"ORT_SPINNING": "maybe"}, "ORT_SPINNING='maybe' is not a valid flag value"),
     ],
 )
 def test_invalid_values_are_refused_with_the_name(env, message):
