@@ -17,6 +17,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
+from contract.cpu import add_int8_entries
 from contract.model_file import EMBEDDING_NAME, OUTPUT_NAME
 
 HEAD_OPS = ("Gemm", "MatMul")
@@ -106,7 +107,9 @@ def logits_unchanged(before: Path, after: Path, images) -> bool:
     from contract.model_file import INPUT_NAME
 
     def logits(path: Path):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
 
     return bool(np.array_equal(logits(before), logits(after)))

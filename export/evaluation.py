@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from contract.cpu import add_int8_entries
 from contract.model_file import INPUT_NAME, OUTPUT_NAME
 from contract.paths import PROCESSED_DIR
 from export.errors import ExportError
@@ -24,6 +25,7 @@ def session(path: Path, threads: int = 0) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:

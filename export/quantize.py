@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     QuantFormat,
@@ -24,10 +23,9 @@ from contract.paths import PROCESSED_DIR
 from export import metadata
 from export.errors import ExportError
 from export.evaluation import latency_ms, load_split, predict_logits, session, top1
-from export.int8_weights import weights_to_uint8
 
 MAX_DROP = 0.005  # 0.5 percentage points
-SCHEME = "int8 static QDQ, per-channel weights (QInt8, stored as uint8 + 128), QUInt8 activations, MinMax calibration"
+SCHEME = "int8 static QDQ, per-channel weights (QInt8), QUInt8 activations, MinMax calibration"
 
 
 class ImageReader(CalibrationDataReader):
@@ -57,10 +55,6 @@ def quantize(fp32_path: Path, calibration: np.ndarray, out: Path) -> None:
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )
-    # Symmetric int8 weights quantize best; stored as uint8 they also run right on CPUs without VNNI (int8_weights.py).
-    model = onnx.load(str(out))
-    weights_to_uint8(model)
-    onnx.save(model, str(out))
 
 
 def gate(fp32_path: Path, int8_path: Path, data_dir: Path, max_drop: float = MAX_DROP) -> dict:

@@ -1,12 +1,13 @@
 """python -m export.recover_weights [INT8.onnx] [--out W.safetensors]: fp32 network weights out of an int8 release.
 
-An int8 file of `python -m export` holds every weight as per-channel symmetric int8 (stored as uint8 + 128,
-export/int8_weights.py) with its scale, the BatchNorms folded into the convolutions, and each conv's folded bias as
-int32 on the scale input_scale x weight_scale. Dequantized, `(q - zero_point) * scale`, they are the weights the
-int8 model computes with. Loaded into the training network with each BatchNorm set to the identity (weight 1, bias
-= the folded bias, running mean 0, running variance 1 - eps, so that var + eps == 1.0 exactly in float32), they
-give a PyTorch network that exports through the normal path and quantizes back to the same int8 weights: the
-largest |q| of every channel is 127, so its scale comes back the same and every q rounds back to itself.
+An int8 file of `python -m export` holds every weight as per-channel symmetric int8 (files of some releases store
+them as uint8 + 128: the same values) with its scale, the BatchNorms folded into the convolutions, and each conv's
+folded bias as int32 on the scale input_scale x weight_scale. Dequantized, `(q - zero_point) * scale`, they are the
+weights the int8 model computes with. Loaded into the training network with each BatchNorm set to the identity
+(weight 1, bias = the folded bias, running mean 0, running variance 1 - eps, so that var + eps == 1.0 exactly in
+float32), they give a PyTorch network that exports through the normal path and quantizes back to the same int8
+weights: the largest |q| of every channel is 127, so its scale comes back the same and every q rounds back to
+itself.
 
 The shipped weights (shipped/weights/resnet18-cifar10.safetensors) were recovered this way from release 662bcc9c2096,
 whose fp32 checkpoint lives only in the deployed system's bucket (models.dvc). Measured at recovery, on the 10,000

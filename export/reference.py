@@ -23,6 +23,7 @@ import onnx
 import onnxruntime as ort
 
 from contract import prediction_log as plog
+from contract.cpu import add_int8_entries
 from contract.model_file import EMBEDDING_NAME, INPUT_NAME, LABELS, MODEL_NAME, OUTPUT_NAME, VERSION
 from contract.paths import PROCESSED_DIR
 from export.embedding import add_embedding_output
@@ -50,6 +51,7 @@ def session(model_path: Path, threads: int = 2) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 

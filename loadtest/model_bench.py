@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.cpu import add_int8_entries
 from contract.model_file import INPUT_NAME, OUTPUT_NAME, QUANTIZATION
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
@@ -101,6 +102,7 @@ def spinning_session(path: Path, threads: int):
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
 

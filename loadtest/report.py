@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from contract.cpu import cpu_flags, int8_session_entries
 from contract.model_file import QUANTIZATION, QUANTIZATION_NONE
 from contract.paths import PROJECT_ROOT
 from loadtest.process_tree import PEAK_SAMPLE_S
@@ -37,10 +38,11 @@ def machine() -> dict:
         git = sha.stdout.strip() or None
     except OSError:
         git = None
-    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
+    flags = cpu_flags()
     return {
         "cpu": model,
         "cpu_flags": [f for f in INT8_FLAGS if f in flags],  # what onnxruntime's int8 kernels can use
+        "int8_session_entries": int8_session_entries(flags),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),
         "memory_gb": round(int(meminfo[1]) / 1024 / 1024, 1) if len(meminfo) > 1 else None,

@@ -26,6 +26,7 @@ import onnxruntime as ort
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from contract import prediction_log as plog
+from contract.cpu import add_int8_entries
 from contract.model_file import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME, RESIZE_CENTER_CROP
 from contract.paths import PROJECT_ROOT, RAW_DIR, SHIPPED_DIR
 from monitor import drift
@@ -139,6 +140,7 @@ def model_session(path: Path = MODEL) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     if EMBEDDING_NAME not in {output.name for output in session.get_outputs()}:
         raise SystemExit(f"{path} has no {EMBEDDING_NAME!r} output: run `python -m export.embedding {path}`")

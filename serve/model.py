@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from contract import model_file
+from contract.cpu import add_int8_entries
 from contract.model_file import EMBEDDING_NAME, INPUT_CHANNELS, INPUT_NAME, OUTPUT_NAME
 
 
@@ -73,6 +74,7 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False) -> Loade
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Image decoding runs on the same CPUs: idle ORT workers sleep unless told to spin (settings.ort_spinning).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
     options.log_severity_level = 4  # our own one-line error replaces ORT's multi-line log
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -7,23 +7,12 @@ bf16 autocast was 1.6-1.8x faster than fp32; on a 2-core AVX2 CPU without them, 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import OmegaConf
+
+from contract.cpu import cpu_flags
 
 # /proc/cpuinfo flags of the instruction sets that compute bf16 (AVX-512 BF16, AMX).
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
 
 
 def cpu_precision(flags: set[str] | None = None) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from contract.cpu import add_int8_entries
 from contract.model_file import INPUT_NAME, OUTPUT_NAME
 from contract.paths import PROCESSED_DIR, SHIPPED_DIR
 from loadtest.model_bench import interleaved, physical_cores
@@ -56,6 +57,7 @@ def options(level: str, spinning: str, threads: int, optimized_path: Path | None
     opts.graph_optimization_level = LEVELS[level]
     for key, value in SPINNING[spinning].items():
         opts.add_session_config_entry(key, value)
+    add_int8_entries(opts)  # as the service: int8 computed exactly on this CPU
     if optimized_path is not None:
         opts.optimized_model_filepath = str(optimized_path)
     opts.log_severity_level = 3

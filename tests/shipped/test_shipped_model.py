@@ -29,9 +29,12 @@ import io, json, sys, tarfile
 sys.modules["torch"] = None
 import numpy as np, onnxruntime as ort
 from PIL import Image
+from contract.cpu import add_int8_entries
 from contract.model_file import INPUT_NAME, LABELS, OUTPUT_NAME
 model, tarball = sys.argv[1], sys.argv[2]
-sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+options = ort.SessionOptions()
+add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
+sess = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 labels = json.loads(sess.get_modelmeta().custom_metadata_map[LABELS])
 images, truth = [], []
 with tarfile.open(tarball) as tar:

@@ -1,20 +1,20 @@
-"""int8 weights stored as uint8: exactly the same dequantized weights, and no 16-bit saturation on any x86 CPU."""
+"""int8 weights under the session entries of contract.cpu: the exact sum on every CPU, where AVX2's u8 x s8 kernel
+would saturate (on a VNNI CPU the kernel is exact anyway, and the entries are none)."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.int8_weights import weights_to_uint8
+from contract.cpu import PRECISE_INT8, int8_session_entries
 
 CHANNELS = 64
 OUT_SCALE = 16384.0  # big enough that the exact sum (64 x 255 x 127) is representable after requantization
 
 
-def conv_model(weight: int = 127, zero_point: bool = True) -> onnx.ModelProto:
+def conv_model(weight: int = 127) -> onnx.ModelProto:
     """uint8 input (via Q/DQ) x int8 1x1 weights, requantized: onnxruntime fuses it into QLinearConv."""
     inits = [
         numpy_helper.from_array(np.array(1.0, np.float32), "one"),
@@ -23,14 +23,11 @@ def conv_model(weight: int = 127, zero_point: bool = True) -> onnx.ModelProto:
         numpy_helper.from_array(np.ones(8, np.float32), "w_scale"),
         numpy_helper.from_array(np.array(OUT_SCALE, np.float32), "out_scale"),
     ]
-    weight_inputs = ["w", "w_scale"]
-    if zero_point:
-        inits.append(numpy_helper.from_array(np.zeros(8, np.int8), "w_zero"))
-        weight_inputs.append("w_zero")
+    inits.append(numpy_helper.from_array(np.zeros(8, np.int8), "w_zero"))
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "one", "zero_u8"], ["xq"]),
         helper.make_node("DequantizeLinear", ["xq", "one", "zero_u8"], ["xd"]),
-        helper.make_node("DequantizeLinear", weight_inputs, ["wd"], axis=0),
+        helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wd"], axis=0),
         helper.make_node("Conv", ["xd", "wd"], ["y"]),
         helper.make_node("QuantizeLinear", ["y", "out_scale", "zero_u8"], ["yq"]),
         helper.make_node("DequantizeLinear", ["yq", "out_scale", "zero_u8"], ["out"]),
@@ -45,37 +42,26 @@ def conv_model(weight: int = 127, zero_point: bool = True) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+def run(model: onnx.ModelProto, x: np.ndarray, entries: dict[str, str] | None = None) -> np.ndarray:
+    options = ort.SessionOptions()
+    for key, value in (int8_session_entries() if entries is None else entries).items():
+        options.add_session_config_entry(key, value)
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return session.run(None, {"x": x})[0]
 
 
-def dequantized(model: onnx.ModelProto) -> np.ndarray:
-    inits = {i.name: numpy_helper.to_array(i).astype(np.int32) for i in model.graph.initializer}
-    return (inits["w"] - inits["w_zero"].reshape(-1, 1, 1, 1)) * 1.0
-
-
-def test_the_shift_keeps_every_dequantized_weight():
-    rng = np.random.default_rng(0)
-    model = conv_model()
-    values = rng.integers(-128, 128, (8, CHANNELS, 1, 1)).astype(np.int8)
-    model.graph.initializer[2].CopyFrom(numpy_helper.from_array(values, "w"))
-    before = dequantized(model)
-    assert weights_to_uint8(model) == 1
-    inits = {i.name: i for i in model.graph.initializer}
-    assert inits["w"].data_type == inits["w_zero"].data_type == TensorProto.UINT8
-    np.testing.assert_array_equal(dequantized(model), before)
-
-
-def test_the_shifted_model_computes_the_exact_sum_where_int8_pairs_would_saturate():
+def test_int8_weights_compute_the_exact_sum_where_u8_s8_pairs_could_saturate():
     # 255 x 127 twice is over 32767: without VNNI, onnxruntime's u8 x s8 kernel saturates each pair of products.
     x = np.full((1, CHANNELS, 2, 2), 255, np.float32)
     exact = round(CHANNELS * 255 * 127 / OUT_SCALE) * OUT_SCALE
     model = conv_model()
-    weights_to_uint8(model)
+    assert {i.name: i.data_type for i in model.graph.initializer}["w"] == TensorProto.INT8
     np.testing.assert_array_equal(run(model, x), np.full((1, 8, 2, 2), exact, np.float32))
 
 
-def test_a_weight_without_zero_point_is_refused():
-    with pytest.raises(ValueError, match="no zero point"):
-        weights_to_uint8(conv_model(zero_point=False))
+def test_the_exact_kernels_entry_is_exact_on_this_cpu_too():
+    # What a CPU without VNNI runs (onnxruntime engages it on every x86 CPU with AVX2, VNNI or not).
+    x = np.full((1, CHANNELS, 2, 2), 255, np.float32)
+    exact = round(CHANNELS * 255 * 127 / OUT_SCALE) * OUT_SCALE
+    out = run(conv_model(), x, {PRECISE_INT8: "1"})
+    np.testing.assert_array_equal(out, np.full((1, 8, 2, 2), exact, np.float32))
