@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from loadtest.peers.specs import PEERS
+
 # (measured, met): the number as the report shows it (None: not measured) and the verdict (None: no threshold).
 Judgement = tuple[str | None, bool | None]
 
@@ -52,6 +54,38 @@ def throughput_vs_model_peak(results: dict) -> Judgement:
     share = service["throughput_rps"] / peak["images_per_s"]
     how = f"batch {peak['batch']}" + (", threads spinning" if peak.get("spinning") else "")
     return f"{share:.0%} ({service['throughput_rps']:.0f} vs {peak['images_per_s']:.0f} at {how})", share >= 0.5
+
+
+def engine_share(results: dict) -> Judgement:
+    """The same share as throughput_vs_model_peak, held to the bar of a server that adds almost nothing."""
+    measured, _ = throughput_vs_model_peak(results)
+    service = level(results, "service", "cifar", 16)
+    peak = results.get("model", {}).get("onnxruntime", {}).get("peak")
+    if measured is None or not (service and peak):
+        return None, None
+    return measured, service["throughput_rps"] / peak["images_per_s"] >= 0.9
+
+
+def best_peer(results: dict, concurrency: int) -> tuple[str, dict] | None:
+    """The real framework (loadtest/peers/) with the most CIFAR req/s at this level, among those measured."""
+    measured = [(name, level(results, name, "cifar", concurrency)) for name in PEERS]
+    measured = [(name, entry) for name, entry in measured if entry]
+    return max(measured, key=lambda item: item[1]["throughput_rps"], default=None)
+
+
+def versus_best_peer(results: dict, concurrency: int, factor: float) -> Judgement:
+    service, peer = level(results, "service", "cifar", concurrency), best_peer(results, concurrency)
+    if not (service and peer and peer[1]["throughput_rps"]):
+        return None, None
+    name, entry = peer
+    ratio = service["throughput_rps"] / entry["throughput_rps"]
+    measured = f"{ratio:.2f}x {name} ({service['throughput_rps']:.0f} vs {entry['throughput_rps']:.0f} req/s)"
+    return measured, ratio >= factor
+
+
+def idle_pss(results: dict) -> Judgement:
+    pss = results.get("servers", {}).get("service", {}).get("pss_ready_mb")
+    return (None, None) if pss is None else (f"{pss:.0f} MB", pss <= 110)
 
 
 def framework_floor(results: dict) -> Judgement:
@@ -126,11 +160,27 @@ TARGETS = (
         "service req/s at concurrency 16 (CIFAR JPEGs) >= 50 % of the model's own peak images/s",
         throughput_vs_model_peak,
     ),
+    Target(
+        "engine_share_16",
+        "service req/s at concurrency 16 (CIFAR JPEGs) >= 90 % of the model's own peak images/s",
+        engine_share,
+    ),
+    Target(
+        "throughput_vs_best_peer",
+        "service req/s at concurrency 16 (CIFAR JPEGs) >= 1.5x the best real framework's",
+        lambda results: versus_best_peer(results, 16, 1.5),
+    ),
+    Target(
+        "one_client_vs_best_peer",
+        "service req/s at concurrency 1 (CIFAR JPEGs) >= the best real framework's",
+        lambda results: versus_best_peer(results, 1, 1.0),
+    ),
     Target("framework_floor", "no-op endpoint (framework floor), for reference", framework_floor),
     Target("cifar_p99_latency", "p99 at concurrency 1 (CIFAR JPEG) <= 3 ms", cifar_p99),
     Target("phone_p50_latency", "12-MP JPEG p50 (concurrency 1) <= 40 ms", phone_p50),
     Target("ready_time", "process start -> ready <= 1 s", ready_time),
     Target("peak_memory", "RSS <= 150 MB (peak over the benchmark levels)", peak_memory),
+    Target("idle_pss", "memory when ready and idle (PSS) <= 110 MB", idle_pss),
     Target("saturation", "saturation: only 200 and 503, RSS stable", saturation),
     Target("sigterm", "SIGTERM under load: in-flight finish, new refused, exit 0", sigterm),
 )
