@@ -59,10 +59,9 @@ def throughput_vs_model_peak(results: dict) -> Judgement:
 def engine_share(results: dict) -> Judgement:
     """The same share as throughput_vs_model_peak, held to the bar of a server that adds almost nothing."""
     measured, _ = throughput_vs_model_peak(results)
-    service = level(results, "service", "cifar", 16)
-    peak = results.get("model", {}).get("onnxruntime", {}).get("peak")
-    if measured is None or not (service and peak):
+    if measured is None:
         return None, None
+    service, peak = level(results, "service", "cifar", 16), results["model"]["onnxruntime"]["peak"]
     return measured, service["throughput_rps"] / peak["images_per_s"] >= 0.9
 
 

@@ -37,7 +37,7 @@ class Settings:
     model_path: Path = DEFAULT_MODEL_PATH
     cors_origins: tuple[str, ...] = ()
     ort_threads: int = 0
-    # Idle onnxruntime threads sleep: spinning ones take the CPUs that decoding needs (benchmarks/engines/README.md).
+    # Idle onnxruntime threads sleep: spinning ones take the CPUs that decoding needs (benchmarks/ab/README.md).
     ort_spinning: bool = False
     decode_concurrency: int = 2
     # Bytes every decode in flight may take together (serve.decode_budget). 1 GiB: with the model (~200 MB) and the
