@@ -17,6 +17,7 @@ from contract.paths import PROJECT_ROOT
 from export import metadata
 from export.checkpoint import LoadedCheckpoint, weights_hash
 from export.errors import ExportError
+from export.plain_flatten import plain_flatten
 
 OPSET = 18
 RESIZE_POLICY = model_file.RESIZE_CENTER_CROP  # the preprocessing the network was trained with: square CIFAR thumbnails
@@ -117,6 +118,7 @@ def export(
             cause = exc.__cause__ or exc
             raise ExportError(f"{loaded.path}: ONNX export failed ({str(cause).splitlines()[0]})") from exc
     model = program.model_proto
+    plain_flatten(model)  # a graph every runtime compiles right (export/plain_flatten.py)
     metadata.set_props(model, props)
     metadata.save_checked(model, out)
     return props
