@@ -22,11 +22,12 @@ test: setup lint pytest test-serve-venv  ## everything CI runs: setup, lints, th
 
 setup: venv venv-serve browser linters promtool data  ## install all that the tests need (idempotent)
 
-$(VENV)/.installed: pyproject.toml requirements-serve.txt requirements-serve-test.txt requirements-train.txt requirements-dev.txt
+$(VENV)/.installed: pyproject.toml requirements-serve.txt requirements-serve-test.txt requirements-train.txt requirements-dev.txt \
+                   requirements-serve-openvino.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[serve,serve-test,train,dev]'
+	$(VENV)/bin/pip install -q -e '.[serve,serve-test,train,dev,openvino]'
 	touch $@
-venv: $(VENV)/.installed  ## the development venv: training, export, serving, tests
+venv: $(VENV)/.installed  ## the development venv: training, export, serving (OpenVINO too), tests
 
 $(SERVE_VENV)/.installed: requirements-serve.txt requirements-serve-test.txt
 	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)

@@ -14,7 +14,7 @@ import signal
 import sys
 
 from serve.app import create_app
-from serve.model import ModelLoadError, load_model
+from serve.model import ModelLoadError, load_configured
 from serve.prediction_log import check_target
 from serve.server import build_server
 from serve.settings import Settings, SettingsError
@@ -24,7 +24,7 @@ def main() -> int:
     try:
         settings = Settings.from_env()
         # Loading before the server starts turns a bad model file into one clear line, not a traceback.
-        model = load_model(settings.model_path, threads=settings.ort_threads, spinning=settings.ort_spinning)
+        model = load_configured(settings)
         check_target(settings.prediction_log)
     except (SettingsError, ModelLoadError) as exc:
         print(f"serve: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ from serve.batching import MicroBatcher
 from serve.draining import CutUploadsOnStop, Stopping
 from serve.errors import EXCEPTION_HANDLERS
 from serve.metrics import Metrics, MetricsMiddleware
-from serve.model import LoadedModel, load_model
+from serve.model import LoadedModel, load_configured
 from serve.prediction_log import PredictionLog
 from serve.request_ids import HEADER as REQUEST_ID_HEADER
 from serve.request_ids import RequestIdMiddleware
@@ -82,9 +82,7 @@ def create_app(settings: Settings, *, model: LoadedModel | None = None, log_sink
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state, settings = app.state, app.state.settings
     if state.model is None:
-        state.model = await anyio.to_thread.run_sync(
-            lambda: load_model(settings.model_path, threads=settings.ort_threads, spinning=settings.ort_spinning)
-        )
+        state.model = await anyio.to_thread.run_sync(lambda: load_configured(settings))
     model: LoadedModel = state.model
     # The first runs allocate and pick kernels; do them now at the largest batch, not on a user's request.
     warm_up = np.zeros((settings.batch_max_size, *model.input_size, 3), dtype=np.uint8)

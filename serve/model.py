@@ -7,6 +7,7 @@ Everything the service knows about the model comes from the file: its input/outp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import onnxruntime as ort
 from contract import model_file
 from contract.cpu import add_int8_entries
 from contract.model_file import EMBEDDING_NAME, INPUT_CHANNELS, INPUT_NAME, OUTPUT_NAME
+from serve.settings import ENGINES, Settings
 
 
 class ModelLoadError(Exception):
@@ -40,15 +42,23 @@ class LoadedModel:
     metadata: dict[str, Any] = field(repr=False)
     # The optional output `embedding` (float32 [N, D]) is in the file: the prediction log can carry it.
     has_embedding: bool = False
+    engine: str = ENGINES[0]
+    # (output names, batch) -> outputs, for an engine other than the onnxruntime session that checked the file.
+    runner: Callable[[list[str], np.ndarray], list[np.ndarray]] | None = field(default=None, repr=False)
+
+    def _outputs(self, names: list[str], images: np.ndarray) -> list[np.ndarray]:
+        if self.runner is not None:
+            return self.runner(names, images)
+        return self.session.run(names, {INPUT_NAME: images})
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] -> float32 logits [N, C]."""
-        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: images})
+        (logits,) = self._outputs([OUTPUT_NAME], images)
         return logits
 
     def run_with_embedding(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 [N, H, W, 3] -> (logits [N, C], embedding [N, D]); only for a model that has the output."""
-        logits, embedding = self.session.run([OUTPUT_NAME, EMBEDDING_NAME], {INPUT_NAME: images})
+        logits, embedding = self._outputs([OUTPUT_NAME, EMBEDDING_NAME], images)
         return logits, embedding
 
     @property
@@ -61,8 +71,15 @@ class LoadedModel:
         return model_file.describe(self.metadata)
 
 
-def load_model(path: Path, *, threads: int = 0, spinning: bool = False) -> LoadedModel:
-    """Open the file, check the signature and metadata against the contract, and run it once."""
+def load_configured(settings: Settings) -> LoadedModel:
+    """The model as the settings say: MODEL_PATH, ORT_THREADS, ORT_SPINNING, ENGINE."""
+    return load_model(
+        settings.model_path, threads=settings.ort_threads, spinning=settings.ort_spinning, engine=settings.engine
+    )
+
+
+def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: str = ENGINES[0]) -> LoadedModel:
+    """Open the file, check the signature and metadata against the contract, and run it once (with `engine`)."""
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(path, "file not found")
@@ -86,6 +103,16 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False) -> Loade
     except model_file.ContractError as exc:
         raise ModelLoadError(path, str(exc)) from None
     has_embedding = _check_signature(path, session, metadata.input_size, len(metadata.labels))
+    runner = None
+    if engine == "openvino":
+        from serve.openvino_engine import EngineUnavailable, openvino_runner
+
+        try:
+            runner = openvino_runner(path, threads)
+        except EngineUnavailable as exc:
+            raise ModelLoadError(path, str(exc)) from None
+    elif engine != ENGINES[0]:
+        raise ModelLoadError(path, f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
     model = LoadedModel(
         path=path,
         session=session,
@@ -96,6 +123,8 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False) -> Loade
         version=metadata.version,
         metadata=metadata.values,
         has_embedding=has_embedding,
+        engine=engine,
+        runner=runner,
     )
     _check_runs(model)
     return model

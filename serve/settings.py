@@ -14,6 +14,8 @@ T = TypeVar("T")
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "shipped" / "model.int8.onnx"
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+# Who can run the model: onnxruntime (the serve image's), or OpenVINO where installed (serve/openvino_engine.py).
+ENGINES = ("onnxruntime", "openvino")
 
 
 def flag(raw: str) -> bool:
@@ -39,6 +41,9 @@ class Settings:
     ort_threads: int = 0
     # Idle onnxruntime threads sleep: spinning ones take the CPUs that decoding needs (benchmarks/ab/README.md).
     ort_spinning: bool = False
+    # Who runs the model: onnxruntime, or OpenVINO where requirements-serve-openvino.txt is installed (2-3x faster
+    # on VNNI CPUs, 180 MB more; docs/serving.md).
+    engine: str = "onnxruntime"
     decode_concurrency: int = 2
     # Bytes every decode in flight may take together (serve.decode_budget). 1 GiB: with the model (~200 MB) and the
     # queued uploads it fits Cloud Run's 2 GiB; one 50-MP WebP, the dearest upload (~980 MiB), still fits alone.
@@ -96,6 +101,9 @@ class Settings:
         log_level = get("LOG_LEVEL", str.lower, cls.log_level)
         if log_level not in LOG_LEVELS:
             raise SettingsError(f"LOG_LEVEL={log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        engine = get("ENGINE", str.lower, cls.engine)
+        if engine not in ENGINES:
+            raise SettingsError(f"ENGINE={engine!r} is not one of {', '.join(ENGINES)}")
         origins = tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",") if o.strip())
         return cls(
             host=get("HOST", str, cls.host),
@@ -104,6 +112,7 @@ class Settings:
             cors_origins=origins,
             ort_threads=get("ORT_THREADS", int, cls.ort_threads, minimum=0),
             ort_spinning=get("ORT_SPINNING", flag, cls.ort_spinning),
+            engine=engine,
             decode_concurrency=get("DECODE_CONCURRENCY", int, cls.decode_concurrency, minimum=1),
             decode_memory_mib=get("DECODE_MEMORY_MIB", int, cls.decode_memory_mib, minimum=1),
             max_body_bytes=get("MAX_BODY_BYTES", int, cls.max_body_bytes, minimum=1),

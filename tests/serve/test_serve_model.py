@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from onnx import TensorProto
@@ -25,6 +27,28 @@ def test_loads_a_contract_model(model_path):
 def test_idle_threads_sleep_unless_told_to_spin(model_path, spinning, entry):
     session = load_model(model_path, spinning=spinning).session
     assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == entry
+
+
+def test_openvino_engine_answers_like_onnxruntime(model_path):
+    pytest.importorskip("openvino", reason="OpenVINO is an option (requirements-serve-openvino.txt)")
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    ort_model, ov_model = load_model(model_path), load_model(model_path, engine="openvino")
+    assert (ov_model.engine, ov_model.labels) == ("openvino", ort_model.labels)
+    np.testing.assert_allclose(ov_model.run(images), ort_model.run(images), atol=1e-4)
+    first = ov_model.run(images[:2])
+    ov_model.run(images[2:4])  # the engine's next call must not overwrite an answer already handed out
+    np.testing.assert_allclose(first, ort_model.run(images[:2]), atol=1e-4)
+
+
+def test_openvino_engine_missing_is_one_clear_line(model_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # importing it fails, as where it is not installed
+    with pytest.raises(ModelLoadError, match="ENGINE=openvino but OpenVINO is not installed"):
+        load_model(model_path, engine="openvino")
+
+
+def test_unknown_engine_is_refused(model_path):
+    with pytest.raises(ModelLoadError, match="unknown engine 'tvm'"):
+        load_model(model_path, engine="tvm")
 
 
 def test_optional_metadata_may_be_missing(make_model):

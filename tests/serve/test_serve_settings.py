@@ -25,6 +25,7 @@ def test_defaults():
     assert settings.queue_size == 64
     assert settings.ort_threads == 0
     assert settings.ort_spinning is False
+    assert settings.engine == "onnxruntime"
     assert settings.decode_concurrency == 2
     assert settings.log_level == "info"
 
@@ -37,6 +38,7 @@ def test_every_variable_is_read():
         "CORS_ORIGINS": " https://a.example/ , https://b.example ,",
         "ORT_THREADS": "2",
         "ORT_SPINNING": "on",
+        "ENGINE": "OpenVINO",
         "DECODE_CONCURRENCY": "3",
         "MAX_BODY_BYTES": "1000",
         "BODY_TIMEOUT_S": "2.5",
@@ -54,6 +56,7 @@ def test_every_variable_is_read():
         cors_origins=("https://a.example", "https://b.example"),
         ort_threads=2,
         ort_spinning=True,
+        engine="openvino",
         decode_concurrency=3,
         max_body_bytes=1000,
         body_timeout_s=2.5,
@@ -80,6 +83,7 @@ def test_empty_values_mean_default():
         ({"BATCH_MAX_WAIT_MS": "soon"}, "BATCH_MAX_WAIT_MS='soon' is not a valid float"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not one of"),
         ({"ORT_SPINNING": "maybe"}, "ORT_SPINNING='maybe' is not a valid flag value"),
+        ({"ENGINE": "tvm"}, "ENGINE='tvm' is not one of onnxruntime, openvino"),
     ],
 )
 def test_invalid_values_are_refused_with_the_name(env, message):
