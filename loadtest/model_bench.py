@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.cpu import add_int8_entries
-from contract.model_file import INPUT_NAME, OUTPUT_NAME, QUANTIZATION
+from contract.model_file import QUANTIZATION
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -92,21 +91,6 @@ def torch_eager(checkpoint: Path, images: np.ndarray, threads: int) -> tuple[dic
     return {"arch": loaded.arch, "arch_kwargs": loaded.hparams.get("arch_kwargs") or {}}, forward
 
 
-def spinning_session(path: Path, threads: int):
-    """The service's session options (serve.model.load_model) except that idle intra-op threads may spin: faster
-    for the model alone, but the service turns it off because spinning threads take the CPUs its decoding needs."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
-
-
 def sweep(run: Callable[[np.ndarray], object], images: np.ndarray, seconds: float) -> dict:
     rates = {}
     for size in BATCH_SIZES:
@@ -126,7 +110,10 @@ def onnx_model(path: Path, threads: int, seconds: float, sweep_batches: bool) ->
     if sweep_batches:
         out["batches"] = sweep(model.run, images, seconds / 2)
         out["batch1"] = out["batches"]["1"]  # the sweep starts at batch 1: no second timing of it
-        out["batches_spinning"] = sweep(spinning_session(path, threads), images, seconds / 2)
+        # Idle intra-op threads spinning: faster for the model alone, but the service keeps them asleep because
+        # spinning threads take the CPUs its decoding needs (settings.ort_spinning).
+        spinning = load_model(path, threads=threads, spinning=True)
+        out["batches_spinning"] = sweep(spinning.run, images, seconds / 2)
         # The model's ceiling is the best of both: comparing the service with it must not flatter the service.
         best = max(
             (

@@ -28,6 +28,7 @@ from onnx import shape_inference
 
 from contract.model_file import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME
 from contract.paths import PROCESSED_DIR, SHIPPED_DIR
+from export.plain_flatten import plain_flatten
 from serve.model import load_model
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -59,31 +60,12 @@ def openvino(model: onnx.ModelProto | Path, config: dict | None = None, static_b
     return lambda images: compiled(images)[logits]
 
 
-def prune(model: onnx.ModelProto) -> None:
-    """Drop, in place, the nodes no graph output depends on."""
-    needed = {output.name for output in model.graph.output}
-    kept = []
-    for node in reversed(model.graph.node):
-        if any(name in needed for name in node.output):
-            kept.append(node)
-            needed.update(node.input)
-    del model.graph.node[:]
-    model.graph.node.extend(reversed(kept))
-
-
-def plain_flatten(source: onnx.ModelProto) -> onnx.ModelProto:
-    """The same network with the exporter's flatten, Reshape [-1] -> Gather(Range(N) * C + arange(C)) -> Reshape
-    [-1, C], replaced by the one Reshape [-1, C] it amounts to; the index arithmetic on N goes with it."""
+def plain(source: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the file with the flatten as one Reshape [-1, C] (what the export writes now: export/plain_flatten.py);
+    a file written before that still has the exporter's index arithmetic."""
     model = onnx.ModelProto()
     model.CopyFrom(source)
-    producer = {out: node for node in model.graph.node for out in node.output}
-    for node in model.graph.node:
-        gather = producer.get(node.input[0])
-        if node.op_type == "Reshape" and gather is not None and gather.op_type == "Gather":
-            flat = producer[gather.input[0]]
-            if flat.op_type == "Reshape":
-                node.input[0] = flat.input[0]
-    prune(model)
+    plain_flatten(model)
     return model
 
 
@@ -125,9 +107,7 @@ def accuracy(args: argparse.Namespace) -> None:
         suffix = f" {hint}" if hint else ""
         compare(f"openvino, file as is{suffix}", openvino(args.model, hint), images, labels, reference)
         compare(f"openvino, static batch 50{suffix}", openvino(args.model, hint, 50), images, labels, reference)
-        compare(
-            f"openvino, flatten as one Reshape{suffix}", openvino(plain_flatten(model), hint), images, labels, reference
-        )
+        compare(f"openvino, flatten as one Reshape{suffix}", openvino(plain(model), hint), images, labels, reference)
         outputs = with_outputs(model, [stem_conv])
         compare(f"openvino, output {stem_conv!r} declared{suffix}", openvino(outputs, hint), images, labels, reference)
 
@@ -153,7 +133,7 @@ def bisect(args: argparse.Namespace) -> None:
 def speed(args: argparse.Namespace) -> None:
     images, _ = test_set(256)
     engines = {"onnxruntime (serve settings)": load_model(args.model, threads=THREADS["threads"]).run}
-    engines["openvino, flatten as one Reshape"] = openvino(plain_flatten(onnx.load(args.model)))
+    engines["openvino, flatten as one Reshape"] = openvino(plain(onnx.load(args.model)))
     results: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
         for batch in (1, 16, 64):
