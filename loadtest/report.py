@@ -66,6 +66,11 @@ def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _number(value: float | str) -> str:
+    """A setting that is a number, or a word where the framework decides it (BentoML's adaptive window)."""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
 def _rounds_note(results: dict) -> str:
     rounds = results.get("settings", {}).get("rounds", 1)
     return f"; medians of {rounds} rounds, the servers in alternation" if rounds > 1 else ""
@@ -110,8 +115,8 @@ def settings_table(settings: dict) -> list[str]:
     ]
     for name, s in servers.items():
         lines.append(
-            f"| {name} | {s['framework']} | {s['max_batch_size']} | {s['max_wait_ms']:g} | {s['inference_workers']} | "
-            f"{s['ort_threads']} | {s['decode']} | {s['http_front']} |"
+            f"| {name} | {s['framework']} | {s['max_batch_size']} | {_number(s['max_wait_ms'])} | "
+            f"{s['inference_workers']} | {s['ort_threads']} | {s['decode']} | {s['http_front']} |"
         )
     return lines
 

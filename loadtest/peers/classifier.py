@@ -9,7 +9,8 @@ The service's other paths are left out on purpose: the decode-memory budget and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,13 @@ class Classifier:
     def from_env(cls) -> Classifier:
         """MODEL_PATH, ORT_THREADS, TOP_K, MAX_PIXELS, ...: the service's own settings and defaults."""
         return cls(Settings.from_env())
+
+    @staticmethod
+    def decoder(settings: Settings) -> Callable[[bytes], np.ndarray]:
+        """`decode` for a process that decodes but does not run the model (a framework's front): the file's input
+        size and resize policy, read once; the session is not kept."""
+        model = load_model(settings.model_path, threads=1)
+        return partial(to_model_input, size=model.input_size, policy=model.resize, max_pixels=settings.max_pixels)
 
     def decode(self, data: bytes) -> np.ndarray:
         """Upload bytes -> uint8 [H, W, 3]; raises ImageRejected for what is not a picture the model can see."""

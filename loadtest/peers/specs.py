@@ -29,6 +29,8 @@ class Peer:
     path: str  # the route the load goes to
     ready_path: str
     http_front: str  # what answers HTTP, as the framework ships it
+    decode: str = "serve.imaging in the inference worker, request by request, before the batch"
+    adaptive_window: bool = False  # the framework sizes its batching window itself: --peer-wait-ms means nothing
 
     @property
     def requirements(self) -> Path:
@@ -36,7 +38,7 @@ class Peer:
 
     def version(self) -> str:
         """The framework's version pinned in the requirements file."""
-        pattern = rf"^{re.escape(self.distribution)}==(\S+)"
+        pattern = rf"^{re.escape(self.distribution)}(?:\[[\w,-]+\])?==(\S+)"  # extras allowed: ray[serve]==...
         match = re.search(pattern, self.requirements.read_text(), re.MULTILINE | re.IGNORECASE)
         if match is None:
             raise ValueError(f"{self.requirements} does not pin {self.distribution}")
@@ -59,6 +61,25 @@ PEERS = {
         "/predict",
         "/health",
         "FastAPI on uvicorn (uvloop, httptools) in one API-server process, the worker behind it over queues",
+    ),
+    "bentoml": Peer(
+        "bentoml",
+        "bentoml",
+        "loadtest.peers.bentoml_server",
+        "/classify",
+        "/readyz",
+        "uvicorn under BentoML's arbiter: a front service, the model service behind it over BentoML's own client",
+        decode="serve.imaging in the front service's worker, on its event loop, before the model's batch",
+        adaptive_window=True,
+    ),
+    "rayserve": Peer(
+        "rayserve",
+        "ray",
+        "loadtest.peers.rayserve_server",
+        "/classify",
+        "/classify",
+        "Ray Serve's proxy actor (uvicorn), the replica behind it over Ray's RPC; a local Ray instance",
+        decode="serve.imaging in the replica, request by request, before the batch",
     ),
 }
 
@@ -85,10 +106,10 @@ def peer_spec(name: str, model: Path, serve_env: dict[str, str] | None = None, w
         "route": f"POST {peer.path}",
         "ready": f"GET {peer.ready_path}",
         "max_batch_size": int(settings["BATCH_MAX_SIZE"]),
-        "max_wait_ms": wait_ms,
+        "max_wait_ms": "adaptive" if peer.adaptive_window else wait_ms,
         "inference_workers": 1,
         "ort_threads": threads if threads else "0 (onnxruntime's default: one per core)",
-        "decode": "serve.imaging in the inference worker, request by request, before the batch",
+        "decode": peer.decode,
         "http_front": peer.http_front,
         "requirements": str(peer.requirements.relative_to(PROJECT_ROOT)),
     }

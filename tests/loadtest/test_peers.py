@@ -27,7 +27,7 @@ from tests.serve.tiny_model import build_model
 
 SCORE_TOLERANCE = 1e-6
 # What the brief of each peer fixes: the framework's release the comparison is about.
-FRAMEWORK_RELEASES = {"mosec": "0.9.8", "litserve": "0.2.19"}
+FRAMEWORK_RELEASES = {"mosec": "0.9.8", "litserve": "0.2.19", "bentoml": "1.4.40", "rayserve": "2.60.0"}
 SERVE_PINNED = ("numpy", "pillow", "onnxruntime")  # the service's decoding and model: the serve image's pins
 
 
