@@ -123,6 +123,13 @@ def peak_memory(results: dict) -> Judgement:
     return (None, None) if rss is None else (f"{rss:.0f} MB", rss <= 150)
 
 
+def peak_memory_16(results: dict) -> Judgement:
+    """The RSS peak through the CIFAR levels up to 16 clients (they run first, before any larger picture)."""
+    entry = level(results, "service", "cifar", 16)
+    rss = None if entry is None else entry.get("rss_peak_so_far_mb")
+    return (None, None) if rss is None else (f"{rss:.0f} MB", rss <= 150)
+
+
 def saturation(results: dict) -> Judgement:
     soak = results.get("soak")
     if not soak:
@@ -181,6 +188,7 @@ TARGETS = (
     Target("cifar_p99_latency", "p99 at concurrency 1 (CIFAR JPEG) <= 3 ms", cifar_p99),
     Target("phone_p50_latency", "12-MP JPEG p50 (concurrency 1) <= 40 ms", phone_p50),
     Target("ready_time", "process start -> ready <= 1 s", ready_time),
+    Target("peak_memory_16", "RSS <= 150 MB at its peak up to 16 clients (CIFAR JPEGs)", peak_memory_16),
     Target("peak_memory", "RSS <= 150 MB (peak over the benchmark levels)", peak_memory),
     Target("idle_pss", "memory when ready and idle (PSS) <= 110 MB", idle_pss),
     Target("saturation", "saturation: only 200 and 503, RSS stable", saturation),

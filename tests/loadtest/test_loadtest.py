@@ -5,6 +5,7 @@ known, and the report's consistency are."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from pathlib import Path
@@ -81,7 +82,10 @@ def measured_results(*, good: bool) -> dict:
                 "rss_peak_mb": 120 if good else 180,
                 "pss_ready_mb": 80 if good else 130,
                 "scenarios": {
-                    "cifar": [entry(1, 400, 2, 2.5 if good else 5.0), entry(16, service_rps, 20, 30)],
+                    "cifar": [
+                        entry(1, 400, 2, 2.5 if good else 5.0),
+                        entry(16, service_rps, 20, 30) | {"rss_peak_so_far_mb": 110 if good else 160},
+                    ],
                     "phone": [entry(1, 30, 35 if good else 45, 50)],
                 },
             },
@@ -121,6 +125,7 @@ TARGET_IDS = [
     "cifar_p99_latency",
     "phone_p50_latency",
     "ready_time",
+    "peak_memory_16",
     "peak_memory",
     "idle_pss",
     "saturation",
@@ -367,12 +372,16 @@ def test_quick_run_judges_what_it_measured_and_only_that(quick_report):
         "throughput_vs_best_peer",  # and no peer runs in the quick run
         "one_client_vs_best_peer",
         "framework_floor",
+        "peak_memory_16",
     }
     assert {key for key, v in verdicts.items() if v["measured"] == "not measured"} == not_measured
     assert all(verdicts[key]["met"] is None for key in not_measured)
     service = results["servers"]["service"]
     assert verdicts["ready_time"]["met"] is (service["ready_s"] <= 1)
     assert verdicts["peak_memory"]["met"] is (service["rss_peak_mb"] <= 150)
+    levels = service["scenarios"]["cifar"]
+    assert all(0 < a["rss_peak_so_far_mb"] <= b["rss_peak_so_far_mb"] for a, b in itertools.pairwise(levels))
+    assert levels[-1]["rss_peak_so_far_mb"] <= service["rss_peak_mb"]  # the peak so far never passes the peak
     assert verdicts["cifar_p99_latency"]["met"] is (service["scenarios"]["cifar"][0]["latency_ms"]["p99"] <= 3)
     assert verdicts["model_speedup_batch1"]["met"] is (results["model"]["speedup_batch1"] >= 10)
     assert verdicts["saturation"]["met"] is (results["soak"]["only_200_and_503"] and results["soak"]["rss_stable"])

@@ -120,7 +120,7 @@ def test_every_round_pins_each_server_to_the_server_cpus(monkeypatch):
     assert FakeServer.log == ["start service on [0]", "stop service"] * 2
 
 
-@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--peer-wait-ms", "0.5"], ["--targets", "service,bentoml"]])
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--peer-wait-ms", "0.5"], ["--targets", "service,triton"]])
 def test_the_cli_refuses_what_cannot_run(argv):
     with pytest.raises(SystemExit):
         cli.parse_args(argv)
@@ -129,3 +129,4 @@ def test_the_cli_refuses_what_cannot_run(argv):
 def test_the_peers_are_targets_but_not_run_by_default():
     assert cli.parse_args([]).targets == ["service", "naive", "noop"]
     assert cli.parse_args(["--targets", "service,mosec,litserve"]).targets == ["service", "mosec", "litserve"]
+    assert cli.parse_args(["--targets", "bentoml,rayserve"]).targets == ["bentoml", "rayserve"]
