@@ -25,6 +25,7 @@ from serve.request_ids import HEADER as REQUEST_ID_HEADER
 from serve.request_ids import RequestIdMiddleware
 from serve.routes import ROUTES
 from serve.settings import Settings
+from serve.spinning import spin_switch
 
 log = logging.getLogger("serve")
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings, *, model: LoadedModel | None = None, log_sink
     app.state.stopping = stopping
     app.state.model = model
     app.state.batcher = None
+    app.state.spin_switch = None  # ORT_SPINNING=auto (serve/spinning.py), set by the lifespan
     app.state.ready = False
     app.state.prediction_log = None
     if settings.prediction_log or log_sink is not None:
@@ -93,12 +95,14 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(prediction_log.start)  # opens the file: a bad PREDICTION_LOG fails the start
     # The embedding is asked for only when it is logged (the graph computes it anyway, as the logits' input).
     infer = model.run_with_embedding if prediction_log is not None and model.has_embedding else model.run
+    state.spin_switch = spin_switch(model, settings)
     state.batcher = MicroBatcher(
         infer,
         max_batch=settings.batch_max_size,
         max_wait_s=settings.batch_max_wait_ms / 1000,
         capacity=settings.queue_size,
         metrics=state.metrics,
+        after_batch=None if state.spin_switch is None else state.spin_switch.observe,
     )
     state.batcher.start()
     state.metrics.model_info.labels(model.name, model.version, model.quantization).set(1)

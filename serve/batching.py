@@ -39,8 +39,11 @@ class MicroBatcher:
         max_wait_s: float,
         capacity: int,
         metrics: Metrics,
+        after_batch: Callable[[int, int], None] | None = None,
     ) -> None:
+        """`after_batch(size, waiting)`, if given, hears of every batch once it is answered (serve/spinning.py)."""
         self._infer = infer
+        self._after_batch = after_batch
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._capacity = capacity
@@ -148,3 +151,5 @@ class MicroBatcher:
         for (_, future), row in zip(batch, rows, strict=True):
             if not future.done():
                 future.set_result(row)
+        if self._after_batch is not None:
+            self._after_batch(len(batch), len(self._waiting))

@@ -54,6 +54,11 @@ class LoadedModel:
         assert self.session is not None  # one of the two is always set (load_model)
         return self.session.run(names, {INPUT_NAME: images})
 
+    def use_session(self, session: ort.InferenceSession) -> None:
+        """Run on `session` (the same file, other options) from the next batch on: the one field that changes, when
+        ORT_SPINNING=auto rebuilds the session (serve/spinning.py). A batch running on the old one finishes on it."""
+        object.__setattr__(self, "session", session)
+
     def run(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] -> float32 logits [N, C]."""
         (logits,) = self._outputs([OUTPUT_NAME], images)
@@ -76,9 +81,9 @@ class LoadedModel:
 
 def load_configured(settings: Settings) -> LoadedModel:
     """The model as the settings say: MODEL_PATH, ORT_THREADS, ORT_SPINNING, ENGINE."""
-    return load_model(
-        settings.model_path, threads=settings.ort_threads, spinning=settings.ort_spinning, engine=settings.engine
-    )
+    # ORT_SPINNING=auto starts sleeping, until serve/spinning.py sees lone requests.
+    spinning = settings.ort_spinning == "on"
+    return load_model(settings.model_path, threads=settings.ort_threads, spinning=spinning, engine=settings.engine)
 
 
 def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: str = ENGINES[0]) -> LoadedModel:
@@ -88,16 +93,8 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: 
         raise ModelLoadError(path, "file not found")
     if not path.is_file():
         raise ModelLoadError(path, "not a regular file")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Image decoding runs on the same CPUs: idle ORT workers sleep unless told to spin (settings.ort_spinning).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
-    options.log_severity_level = 4  # our own one-line error replaces ORT's multi-line log
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads=threads, spinning=spinning)
     except Exception as exc:  # ORT raises several unrelated types for unreadable or invalid graphs
         raise ModelLoadError(path, f"not a valid ONNX model ({exc})") from None
 
@@ -131,6 +128,20 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: 
     )
     _check_runs(model)
     return model
+
+
+def ort_session(path: Path, *, threads: int = 0, spinning: bool = False) -> ort.InferenceSession:
+    """The onnxruntime session the service runs the file with (raises what onnxruntime raises)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Image decoding runs on the same CPUs: idle ORT workers sleep unless told to spin (settings.ort_spinning;
+    # `auto` rebuilds the session as the load changes, serve/spinning.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
+    options.log_severity_level = 4  # our own one-line error replaces ORT's multi-line log
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _check_signature(path: Path, session: ort.InferenceSession, size: tuple[int, int], classes: int) -> bool:

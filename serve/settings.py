@@ -28,6 +28,13 @@ def flag(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def spinning_mode(raw: str) -> str:
+    """ORT_SPINNING: auto, or a switch (on/off and its spellings)."""
+    if raw.lower() == "auto":
+        return "auto"
+    return "on" if flag(raw) else "off"
+
+
 class SettingsError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
@@ -39,8 +46,10 @@ class Settings:
     model_path: Path = DEFAULT_MODEL_PATH
     cors_origins: tuple[str, ...] = ()
     ort_threads: int = 0
-    # Idle onnxruntime threads sleep: spinning ones take the CPUs that decoding needs (benchmarks/ab/README.md).
-    ort_spinning: bool = False
+    # Idle onnxruntime threads: `off` sleep, `on` spin, `auto` spin only while requests come one at a time
+    # (serve/spinning.py): spinning ones answer a lone request sooner (1.15x) but take the CPUs that decoding needs
+    # under load (0.93x at 16 clients, 0.87x at 64); auto gets the first without the second (benchmarks/ab/README.md).
+    ort_spinning: str = "auto"
     # Who runs the model: onnxruntime, or OpenVINO where requirements-serve-openvino.txt is installed (2-3x faster
     # on VNNI CPUs, 180 MB more; docs/serving.md).
     engine: str = "onnxruntime"
@@ -111,7 +120,7 @@ class Settings:
             model_path=get("MODEL_PATH", Path, cls.model_path),
             cors_origins=origins,
             ort_threads=get("ORT_THREADS", int, cls.ort_threads, minimum=0),
-            ort_spinning=get("ORT_SPINNING", flag, cls.ort_spinning),
+            ort_spinning=get("ORT_SPINNING", spinning_mode, cls.ort_spinning),
             engine=engine,
             decode_concurrency=get("DECODE_CONCURRENCY", int, cls.decode_concurrency, minimum=1),
             decode_memory_mib=get("DECODE_MEMORY_MIB", int, cls.decode_memory_mib, minimum=1),

@@ -24,7 +24,7 @@ def test_defaults():
     assert settings.batch_max_wait_ms == 0.0
     assert settings.queue_size == 64
     assert settings.ort_threads == 0
-    assert settings.ort_spinning is False
+    assert settings.ort_spinning == "auto"
     assert settings.engine == "onnxruntime"
     assert settings.decode_concurrency == 2
     assert settings.log_level == "info"
@@ -55,7 +55,7 @@ def test_every_variable_is_read():
         model_path=Path("/models/m.onnx"),
         cors_origins=("https://a.example", "https://b.example"),
         ort_threads=2,
-        ort_spinning=True,
+        ort_spinning="on",
         engine="openvino",
         decode_concurrency=3,
         max_body_bytes=1000,
@@ -67,6 +67,13 @@ def test_every_variable_is_read():
         queue_size=10,
         log_level="debug",
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "mode"), [("auto", "auto"), ("AUTO", "auto"), ("1", "on"), ("yes", "on"), ("0", "off")]
+)
+def test_spinning_is_auto_or_a_switch(raw, mode):
+    assert Settings.from_env({"ORT_SPINNING": raw}).ort_spinning == mode
 
 
 def test_empty_values_mean_default():
@@ -82,7 +89,7 @@ def test_empty_values_mean_default():
         ({"BODY_TIMEOUT_S": "0"}, "BODY_TIMEOUT_S='0' must be at least 0.001"),
         ({"BATCH_MAX_WAIT_MS": "soon"}, "BATCH_MAX_WAIT_MS='soon' is not a valid float"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not one of"),
-        ({"ORT_SPINNING": "maybe"}, "ORT_SPINNING='maybe' is not a valid flag value"),
+        ({"ORT_SPINNING": "maybe"}, "ORT_SPINNING='maybe' is not a valid spinning_mode value"),
         ({"ENGINE": "tvm"}, "ENGINE='tvm' is not one of onnxruntime, openvino"),
     ],
 )
