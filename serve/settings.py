@@ -47,7 +47,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     ort_threads: int = 0
     # Idle onnxruntime threads: `off` sleep, `on` spin, `auto` spin only while requests come one at a time
-    # (serve/spinning.py): spinning ones answer a lone request sooner (1.15x) but take the CPUs that decoding needs
+    # (serve/spinning.py): spinning ones answer a lone request sooner (1.14x) but take the CPUs that decoding needs
     # under load (0.93x at 16 clients, 0.87x at 64); auto gets the first without the second (benchmarks/ab/README.md).
     ort_spinning: str = "auto"
     # Who runs the model: onnxruntime, or OpenVINO where requirements-serve-openvino.txt is installed (2-3x faster

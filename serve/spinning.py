@@ -1,8 +1,9 @@
 """ORT_SPINNING=auto: onnxruntime's idle threads spin while requests come one at a time, and sleep once they queue.
 
-Spinning threads answer a lone request sooner (1.20x the requests per second at one client), but at 16 and 64 clients
-they take the CPU that decoding and HTTP need (-6 % and -13 %; benchmarks/ab/README.md). onnxruntime fixes the
-choice when a session is made, and a second session costs ~18 MB, so the switch keeps one session and rebuilds it,
+Spinning threads answer a lone request sooner (1.14x the requests per second at one client, always on), but at 16
+and 64 clients they take the CPU that decoding and HTTP need (-7 % and -13 %); switched so, 1.12x at one client and
+no loss at 16 or 64 (benchmarks/ab/README.md). onnxruntime fixes the choice when a session is made, and a second
+session costs ~18 MB, so the switch keeps one session and rebuilds it,
 in a thread of its own, when the load changes side: after `window` batches in a row of one request with nothing
 waiting it spins; once a quarter of the last `window` batches had company it sleeps again. At most one switch per
 `min_dwell_s`, so a load that hovers between the two does not rebuild sessions back to back.
