@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageFilter
 
 from contract.paths import PROJECT_ROOT, RAW_DIR
@@ -19,6 +21,20 @@ def cifar_test_jpeg(member: str) -> bytes:
         data = tar.extractfile(member)
         assert data is not None, f"{member} not in {CIFAR_TEST_TAR}"
         return data.read()
+
+
+def cifar_test_set(
+    labels: list[str] | tuple[str, ...], tarball: Path = CIFAR_TEST_TAR
+) -> tuple[np.ndarray, np.ndarray]:
+    """All 10,000 test JPEGs of the raw tarball, decoded to uint8 [N, 32, 32, 3], and their classes as indices into
+    `labels` (the model's own list), from the folder names (needs `dvc pull`)."""
+    images, truth = [], []
+    with tarfile.open(tarball) as tar:
+        for member in tar:
+            if member.isfile():
+                images.append(np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")))
+                truth.append(labels.index(member.name.split("/")[1]))
+    return np.stack(images), np.array(truth)
 
 
 def landscape_photo(square_jpeg: bytes, size: tuple[int, int] = (640, 480)) -> bytes:

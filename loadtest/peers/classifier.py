@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from serve.imaging import ImageRejected, to_model_input
-from serve.model import load_model
+from serve.model import LoadedModel, load_model
 from serve.scoring import answer
 from serve.settings import Settings
 
@@ -31,6 +31,7 @@ class Classifier:
         self.settings = settings
         self.model = load_model(settings.model_path, threads=settings.ort_threads)
         self._identity = {"name": self.model.name, "version": self.model.version}
+        self.decode = _decoder(self.model, settings)  # upload bytes -> uint8 [H, W, 3], or ImageRejected
 
     @classmethod
     def from_env(cls) -> Classifier:
@@ -41,15 +42,14 @@ class Classifier:
     def decoder(settings: Settings) -> Callable[[bytes], np.ndarray]:
         """`decode` for a process that decodes but does not run the model (a framework's front): the file's input
         size and resize policy, read once; the session is not kept."""
-        model = load_model(settings.model_path, threads=1)
-        return partial(to_model_input, size=model.input_size, policy=model.resize, max_pixels=settings.max_pixels)
-
-    def decode(self, data: bytes) -> np.ndarray:
-        """Upload bytes -> uint8 [H, W, 3]; raises ImageRejected for what is not a picture the model can see."""
-        model = self.model
-        return to_model_input(data, size=model.input_size, policy=model.resize, max_pixels=self.settings.max_pixels)
+        return _decoder(load_model(settings.model_path, threads=1), settings)
 
     def classify(self, pictures: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         """Decoded pictures -> one answer each, in order: label, score, top_k and model, as POST /classify has them."""
         logits = self.model.run(np.stack(pictures))
         return [answer(row, self.model.labels, self.settings.top_k, self._identity) for row in logits]
+
+
+def _decoder(model: LoadedModel, settings: Settings) -> Callable[[bytes], np.ndarray]:
+    """Upload bytes -> uint8 [H, W, 3] for this model; raises ImageRejected for what is not a picture it can see."""
+    return partial(to_model_input, size=model.input_size, policy=model.resize, max_pixels=settings.max_pixels)

@@ -3,40 +3,25 @@ full test set within 0.5 pp of the card's fp32 top-1, through the service's own 
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from export.quantize import MAX_DROP  # the int8 gate's
 from serve.model import load_model
 from serve.settings import DEFAULT_MODEL_PATH
-from tests.photos import CIFAR_TEST_TAR
+from tests.photos import CIFAR_TEST_TAR, cifar_test_set
 
 pytest.importorskip("openvino", reason="OpenVINO is an option (requirements-serve-openvino.txt)")
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
-
-MAX_DROP = 0.005  # the int8 gate's (export/quantize.py MAX_DROP)
-
-
-def decoded_test_set(labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The 10,000 test JPEGs of the DVC remote's tarball, decoded, with their labels from the folder names."""
-    assert CIFAR_TEST_TAR.is_file(), f"{CIFAR_TEST_TAR} is missing: run `make data` (dvc pull)"
-    images, truth = [], []
-    with tarfile.open(CIFAR_TEST_TAR) as tar:
-        for member in tar:
-            if member.isfile():
-                images.append(np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")))
-                truth.append(labels.index(member.name.split("/")[1]))
-    return np.stack(images), np.array(truth)
 
 
 def test_openvino_top1_on_the_full_test_set_is_within_the_gate_of_fp32():
     card = json.loads((DEFAULT_MODEL_PATH.parent / "model-card.json").read_text())
     model = load_model(DEFAULT_MODEL_PATH, engine="openvino")
-    images, labels = decoded_test_set(model.labels)
+    assert CIFAR_TEST_TAR.is_file(), f"{CIFAR_TEST_TAR} is missing: run `make data` (dvc pull)"
+    images, labels = cifar_test_set(model.labels)
     logits = np.concatenate([model.run(images[i : i + 250]) for i in range(0, len(images), 250)])
     top1 = float((logits.argmax(1) == labels).mean())
     fp32 = card["quantization"]["fp32_top1"]

@@ -22,27 +22,22 @@ CARD = DEFAULT_MODEL_PATH.parent / "model-card.json"
 MIN_TOP1 = 0.90
 
 # Runs in a fresh interpreter where importing torch fails: the number comes from onnxruntime, numpy and Pillow only
-# (and the stdlib-only contract for the file's names). The labels come from the tarball's folder names, mapped through
-# the model's own label list.
+# (and the stdlib-only contract for the file's names, tests/photos.py for the decoding). The labels come from the
+# tarball's folder names, mapped through the model's own label list.
 RECOMPUTE = """
-import io, json, sys, tarfile
+import json, sys
+from pathlib import Path
 sys.modules["torch"] = None
 import numpy as np, onnxruntime as ort
-from PIL import Image
 from contract.cpu import add_int8_entries
 from contract.model_file import INPUT_NAME, LABELS, OUTPUT_NAME
+from tests.photos import cifar_test_set
 model, tarball = sys.argv[1], sys.argv[2]
 options = ort.SessionOptions()
 add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
 sess = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 labels = json.loads(sess.get_modelmeta().custom_metadata_map[LABELS])
-images, truth = [], []
-with tarfile.open(tarball) as tar:
-    for member in tar:
-        if member.isfile():
-            images.append(np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")))
-            truth.append(labels.index(member.name.split("/")[1]))
-images, truth = np.stack(images), np.array(truth)
+images, truth = cifar_test_set(labels, Path(tarball))
 predicted = np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: images[i:i + 500]})[0].argmax(1)
                             for i in range(0, len(images), 500)])
 print(json.dumps({"images": len(images), "top1": float((predicted == truth).mean())}))
