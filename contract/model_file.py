@@ -8,6 +8,7 @@ construction.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,10 @@ OUTPUT_NAME = "logits"
 # Optional second output: float32 [N, D], the network's penultimate features after global pooling (what the
 # prediction log summarises, contract/prediction_log.py). A model without it still serves; its log lacks it.
 EMBEDDING_NAME = "embedding"
+# Optional output: float32 [N], how unlike the training pictures the input is (higher: less like them), computed in
+# the graph from the network's own features (export/outlier_score.py). Above the threshold in the `outlier` key, the
+# picture is taken to be none of the classes. A model without it still serves; its answers say `outlier: null`.
+OUTLIER_SCORE_NAME = "outlier_score"
 INPUT_DTYPE = "uint8"
 OUTPUT_DTYPE = "float32"
 INPUT_CHANNELS = 3
@@ -45,14 +50,22 @@ CONFIG = "config"  # JSON: the resolved training config
 METRICS = "metrics"  # JSON: test top-1 per precision
 PARITY = "parity"  # JSON: the PyTorch/onnxruntime parity report
 CARD = "card"  # JSON: the whole model card
+# JSON: how `logits` were calibrated on validation pictures (export/calibration.py): softmax(logits) is a calibrated
+# probability in a file that has it.
+CALIBRATION = "calibration"
+# JSON: the outlier score's method and its `threshold` (OUTLIER_THRESHOLD); required when the graph has the output.
+OUTLIER = "outlier"
+OUTLIER_THRESHOLD = "threshold"  # inside OUTLIER: a number; scores above it are outliers
 
 KEYS = (
     MODEL_NAME, VERSION, LABELS, INPUT_SIZE, RESIZE, QUANTIZATION, TTA,
-    CREATED, GIT_SHA, DATA_MD5, CONFIG, METRICS, PARITY, CARD,
+    CREATED, GIT_SHA, DATA_MD5, CONFIG, METRICS, PARITY, CALIBRATION, OUTLIER, CARD,
 )  # fmt: skip
 REQUIRED_KEYS = (LABELS, INPUT_SIZE, RESIZE, MODEL_NAME, VERSION)  # the order a "lack ..." message lists them
 OPTIONAL_KEYS = tuple(key for key in KEYS if key not in REQUIRED_KEYS)
-JSON_KEYS = frozenset({LABELS, INPUT_SIZE, CONFIG, METRICS, PARITY, CARD})  # the others are plain strings
+JSON_KEYS = frozenset(
+    {LABELS, INPUT_SIZE, CONFIG, METRICS, PARITY, CALIBRATION, OUTLIER, CARD}
+)  # the others are plain strings
 
 # ---- values of the plain keys, and what a file without an optional key means (no default here: null).
 QUANTIZATION_NONE = "none"
@@ -147,6 +160,18 @@ def validate(raw: Mapping[str, str]) -> ModelMetadata:
         version=values[VERSION],
         values=values,
     )
+
+
+def outlier_threshold(values: Mapping[str, Any]) -> float | None:
+    """The outlier score's threshold from decoded metadata; None when the file has none. Raises ContractError when
+    the `outlier` key is there but holds no finite number under OUTLIER_THRESHOLD."""
+    outlier = values.get(OUTLIER)
+    if outlier is None:
+        return None
+    threshold = outlier.get(OUTLIER_THRESHOLD) if isinstance(outlier, dict) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise ContractError(f"metadata {OUTLIER!r} must hold a number under {OUTLIER_THRESHOLD!r}")
+    return float(threshold)
 
 
 def describe(values: Mapping[str, Any]) -> dict[str, Any]:

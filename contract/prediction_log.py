@@ -11,6 +11,7 @@ BigQuery export of a log sink, whose rows hold the line under `jsonPayload`).
 A prediction line (docs/monitoring.md lists each field):
     {"log_version": 1, "kind": "prediction", "severity": "INFO", "message": "...", "time": "...Z",
      "request_id": "...", "model": {"name": ..., "version": ...}, "label": ..., "score": ..., "top_k": [...],
+     "outlier": true | false | null, "outlier_score": <number> | null,            <- null if the model has no score
      "latency_ms": ..., "upload": {"format", "width", "height", "bytes"},
      "input": {"mean_r", ..., "sharpness"}, "embedding": [32 floats]}            <- embedding only if the model has one
 A feedback line:
@@ -186,9 +187,11 @@ def build_prediction(
     upload: Mapping[str, Any],
     summary: Mapping[str, float],
     embedding: Sequence[float] | None = None,
+    outlier: bool | None = None,
+    outlier_score: float | None = None,
     time: str | None = None,
 ) -> dict[str, Any]:
-    """One prediction line. `upload` = {"format", "width", "height", "bytes"} of what was sent; `summary` = one
+    """One prediction line (`outlier` and `outlier_score` null when the model has no outlier score). `upload` = {"format", "width", "height", "bytes"} of what was sent; `summary` = one
     item of summarize_input(); `embedding` = one item of embedding_for_log(), or None when the model has none."""
     line: dict[str, Any] = {
         "log_version": LOG_VERSION,
@@ -201,6 +204,8 @@ def build_prediction(
         "label": label,
         "score": round(float(score), SCORE_DIGITS),
         "top_k": [{"label": item["label"], "score": round(float(item["score"]), SCORE_DIGITS)} for item in top_k],
+        "outlier": None if outlier is None else bool(outlier),
+        "outlier_score": None if outlier_score is None else round(float(outlier_score), SCORE_DIGITS),
         "latency_ms": round(float(latency_ms), 3),
         "upload": {key: upload.get(key) for key in ("format", "width", "height", "bytes")},
         "input": {key: float(summary[key]) for key in FEATURES},
@@ -375,6 +380,8 @@ def _prediction_fields(payload: dict[str, Any]) -> dict[str, Any]:
         "label": label,
         "score": score,
         "top_k": top_k,
+        "outlier": _boolean(payload.get("outlier")),
+        "outlier_score": _number(payload.get("outlier_score")),
         "latency_ms": _number(payload.get("latency_ms")),
         "upload": {
             "format": _text(upload.get("format")),

@@ -19,7 +19,7 @@ from pathlib import Path
 from contract import model_file
 from contract.paths import PROCESSED_DIR, PROJECT_ROOT
 from contract.prediction_log import REFERENCE_FILE
-from export import card, checkpoint, embedding, metadata, onnx_export, quantize, reference, verify, weights_file
+from export import card, checkpoint, embedding, metadata, onnx_export, quantize, reference, trust, verify, weights_file
 from export.errors import ExportError
 from export.robustness import ROBUSTNESS_KEY, SHIPPED_CARD, measure_robustness, robustness_line
 
@@ -88,8 +88,13 @@ def export_checkpoint(
             )
             metrics |= {model_file.TOP1_FP32: quant["fp32_top1"], model_file.TOP1_INT8: quant["int8_top1"]}
 
+        served = {}
         for name in (FP32, INT8) if quant else (FP32,):
             embedding.add_to_file(stage / name)  # an extra output: the logits stay bit for bit the same
+            # Calibrated scores and the outlier score, each file fitted on its own validation outputs.
+            served = trust.add_trust(stage / name, data_dir, training.get("config"))
+        print(trust.trust_line(served))
+        trust.gate(served, robustness_baseline)  # the shipped card, as for robustness
         reference.write(stage / (INT8 if quant else FP32), stage / REFERENCE_FILE, data_dir)
         robust = None
         if robustness:
@@ -98,6 +103,7 @@ def export_checkpoint(
 
         model_card = card.build({**meta, model_file.METRICS: metrics}, training, parity, quant)
         model_card = with_weights(model_card, weights_provenance(loaded))
+        model_card |= served  # `calibration` and `outliers`: the served (last) file's
         if robust is not None:
             model_card[ROBUSTNESS_KEY] = robust
         for name in (FP32, INT8) if quant else (FP32,):

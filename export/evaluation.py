@@ -21,15 +21,18 @@ def load_split(split: str, data_dir: Path = PROCESSED_DIR) -> tuple[np.ndarray, 
     return np.load(images), np.load(labels)
 
 
-def session(path: Path, threads: int = 0) -> ort.InferenceSession:
+def session(path: Path | bytes, threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime session of a file (or a serialized model's bytes)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        source = path if isinstance(path, bytes) else str(path)
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise ExportError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from exc
+        where = "the model" if isinstance(path, bytes) else path
+        raise ExportError(f"{where}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from exc
 
 
 def infer_logits(sess: ort.InferenceSession, images: np.ndarray) -> np.ndarray:

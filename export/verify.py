@@ -14,9 +14,9 @@ import torch
 
 from contract import model_file
 from contract.paths import PROCESSED_DIR
-from export import metadata
+from export import calibration, metadata
 from export.checkpoint import LoadedCheckpoint
-from export.evaluation import infer_logits, load_split, session
+from export.evaluation import load_split, session
 from export.onnx_export import graph_module
 
 TOLERANCE = 1e-4
@@ -64,7 +64,13 @@ def check(
 ) -> ParityReport:
     meta = metadata.read(onnx_path)
     module = graph_module(loaded, hflip_tta=meta.get(model_file.TTA) == model_file.TTA_HFLIP)
-    sess = session(onnx_path)
+    # A calibrated file's `logits` are calibrated log-probabilities: parity is about the network, its raw logits.
+    calibrated = meta.get(model_file.CALIBRATION) is not None
+    if calibrated:
+        sess = session(calibration.with_raw_logits(metadata.load_model(onnx_path)).SerializeToString())
+    else:
+        sess = session(onnx_path)
+    output = calibration.RAW_LOGITS if calibrated else model_file.OUTPUT_NAME
     cases = []
     for name, images in inputs(num_images, data_dir).items():
         for batch in BATCHES:
@@ -73,7 +79,7 @@ def check(
                 x = images[i : i + batch]
                 with torch.inference_mode():
                     expected = module(torch.from_numpy(x)).numpy()
-                got = infer_logits(sess, x)
+                (got,) = sess.run([output], {model_file.INPUT_NAME: x})
                 diffs.append(float(np.abs(expected - got).max()))
                 agree.extend(expected.argmax(1) == got.argmax(1))
             max_diff, agreement = max(diffs), float(np.mean(agree))

@@ -69,6 +69,7 @@ def create_app(settings: Settings, *, model: LoadedModel | None = None, log_sink
     app.state.batcher = None
     app.state.spin_switch = None  # ORT_SPINNING=auto (serve/spinning.py), set by the lifespan
     app.state.ready = False
+    app.state.outputs = []  # the model's outputs each answer reads (LoadedModel.answer_outputs), set by the lifespan
     app.state.prediction_log = None
     if settings.prediction_log or log_sink is not None:
         app.state.prediction_log = PredictionLog(
@@ -94,7 +95,12 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     if prediction_log is not None:
         await anyio.to_thread.run_sync(prediction_log.start)  # opens the file: a bad PREDICTION_LOG fails the start
     # The embedding is asked for only when it is logged (the graph computes it anyway, as the logits' input).
-    infer = model.run_with_embedding if prediction_log is not None and model.has_embedding else model.run
+    state.outputs = model.answer_outputs(embedding=prediction_log is not None)
+    outputs = state.outputs
+
+    def infer(images: np.ndarray) -> tuple[np.ndarray, ...]:
+        return model.outputs(outputs, images)
+
     state.spin_switch = spin_switch(model, settings)
     state.batcher = MicroBatcher(
         infer,

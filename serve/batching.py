@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
-from typing import Any
 
 import numpy as np
 
@@ -33,7 +32,7 @@ class NotRunning(Exception):
 class MicroBatcher:
     def __init__(
         self,
-        infer: Callable[[np.ndarray], np.ndarray | tuple[np.ndarray, ...]],
+        infer: Callable[[np.ndarray], tuple[np.ndarray, ...]],
         *,
         max_batch: int,
         max_wait_s: float,
@@ -90,9 +89,8 @@ class MicroBatcher:
             self._held -= 1
             self._metrics.queue_depth.set(self._held)
 
-    async def infer(self, item: np.ndarray) -> Any:
-        """The model's output row for one input (a tuple of rows for several outputs); batched with whatever else is
-        waiting."""
+    async def infer(self, item: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The model's outputs for one input, a row of each; batched with whatever else is waiting."""
         if self._task is None or self._stopping:
             raise NotRunning
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
@@ -146,8 +144,8 @@ class MicroBatcher:
             return
         self._metrics.inference_seconds.observe(perf_counter() - started)
         self._metrics.batch_size.observe(len(batch))
-        # A model with several outputs (logits and embedding) gives a tuple of arrays: each request gets its rows.
-        rows = zip(*outputs, strict=True) if isinstance(outputs, tuple) else outputs
+        # `infer` gives a tuple of arrays, one per output: each request gets its row of each.
+        rows = zip(*outputs, strict=True)
         for (_, future), row in zip(batch, rows, strict=True):
             if not future.done():
                 future.set_result(row)

@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from contract import model_file
 from contract.cpu import add_int8_entries
-from contract.model_file import EMBEDDING_NAME, INPUT_CHANNELS, INPUT_NAME, OUTPUT_NAME
+from contract.model_file import EMBEDDING_NAME, INPUT_CHANNELS, INPUT_NAME, OUTLIER_SCORE_NAME, OUTPUT_NAME
 from serve.settings import ENGINES, Settings
 
 
@@ -44,9 +44,27 @@ class LoadedModel:
     metadata: dict[str, Any] = field(repr=False)
     # The optional output `embedding` (float32 [N, D]) is in the file: the prediction log can carry it.
     has_embedding: bool = False
+    # The optional output `outlier_score` (float32 [N]) and its threshold from the `outlier` metadata: both or neither.
+    outlier_threshold: float | None = None
     engine: str = ENGINES[0]
     # (output names, batch) -> outputs, for an engine other than the onnxruntime session that checked the file.
     runner: Callable[[list[str], np.ndarray], list[np.ndarray]] | None = field(default=None, repr=False)
+
+    @property
+    def has_outlier_score(self) -> bool:
+        return self.outlier_threshold is not None
+
+    def answer_outputs(self, *, embedding: bool) -> list[str]:
+        """The outputs an answer reads, in this order: logits, the outlier score when the file has one, and the
+        embedding when asked for (the prediction log keeps it) and the file has one."""
+        names = [OUTPUT_NAME]
+        names += [OUTLIER_SCORE_NAME] if self.has_outlier_score else []
+        names += [EMBEDDING_NAME] if embedding and self.has_embedding else []
+        return names
+
+    def outputs(self, names: list[str], images: np.ndarray) -> tuple[np.ndarray, ...]:
+        """uint8 [N, H, W, 3] -> the named outputs, in `names` order."""
+        return tuple(self._outputs(names, images))
 
     def _outputs(self, names: list[str], images: np.ndarray) -> list[np.ndarray]:
         if self.runner is not None:
@@ -63,11 +81,6 @@ class LoadedModel:
         """uint8 [N, H, W, 3] -> float32 logits [N, C]."""
         (logits,) = self._outputs([OUTPUT_NAME], images)
         return logits
-
-    def run_with_embedding(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 [N, H, W, 3] -> (logits [N, C], embedding [N, D]); only for a model that has the output."""
-        logits, embedding = self._outputs([OUTPUT_NAME, EMBEDDING_NAME], images)
-        return logits, embedding
 
     @property
     def quantization(self) -> str:
@@ -102,7 +115,14 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: 
         metadata = model_file.validate(session.get_modelmeta().custom_metadata_map)
     except model_file.ContractError as exc:
         raise ModelLoadError(path, str(exc)) from None
-    has_embedding = _check_signature(path, session, metadata.input_size, len(metadata.labels))
+    has_embedding, has_outlier_score = _check_signature(path, session, metadata.input_size, len(metadata.labels))
+    try:
+        outlier_threshold = model_file.outlier_threshold(metadata.values)
+    except model_file.ContractError as exc:
+        raise ModelLoadError(path, str(exc)) from None
+    if has_outlier_score != (outlier_threshold is not None):
+        missing = f"metadata {model_file.OUTLIER!r}" if has_outlier_score else f"output {OUTLIER_SCORE_NAME!r}"
+        raise ModelLoadError(path, f"the outlier score needs both its output and its threshold; {missing} is missing")
     runner = None
     if engine == "openvino":
         from serve.openvino_engine import EngineUnavailable, openvino_runner
@@ -123,6 +143,7 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: 
         version=metadata.version,
         metadata=metadata.values,
         has_embedding=has_embedding,
+        outlier_threshold=outlier_threshold,
         engine=engine,
         runner=runner,
     )
@@ -144,8 +165,11 @@ def ort_session(path: Path, *, threads: int = 0, spinning: bool = False) -> ort.
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _check_signature(path: Path, session: ort.InferenceSession, size: tuple[int, int], classes: int) -> bool:
-    """Raises ModelLoadError unless the graph's signature is the contract's; True when it has the embedding."""
+def _check_signature(
+    path: Path, session: ort.InferenceSession, size: tuple[int, int], classes: int
+) -> tuple[bool, bool]:
+    """Raises ModelLoadError unless the graph's signature is the contract's; (has the embedding, has the outlier
+    score)."""
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
     if set(inputs) != {INPUT_NAME}:
@@ -167,7 +191,10 @@ def _check_signature(path: Path, session: ort.InferenceSession, size: tuple[int,
         raise ModelLoadError(
             path, f"output {EMBEDDING_NAME!r} is {embedding.type} {embedding.shape}, expected float32 [N, D]"
         )
-    return embedding is not None
+    score = outputs.get(OUTLIER_SCORE_NAME)
+    if score is not None and (score.type != "tensor(float)" or len(score.shape) != 1):
+        raise ModelLoadError(path, f"output {OUTLIER_SCORE_NAME!r} is {score.type} {score.shape}, expected float32 [N]")
+    return embedding is not None, score is not None
 
 
 def _shape_fits(shape: list[Any], expected: list[int | None]) -> bool:
@@ -184,13 +211,16 @@ def _check_runs(model: LoadedModel) -> None:
     height, width = model.input_size
     for batch in (1, 2):
         images = np.zeros((batch, height, width, INPUT_CHANNELS), dtype=np.uint8)
+        names = model.answer_outputs(embedding=True)
         try:
-            if model.has_embedding:
-                logits, embedding = model.run_with_embedding(images)
-            else:
-                logits, embedding = model.run(images), None
+            outputs = dict(zip(names, model.outputs(names, images), strict=True))
         except Exception as exc:  # any ORT runtime failure means the file breaks the contract
             raise ModelLoadError(model.path, f"a trial run with batch {batch} failed ({exc})") from None
+        logits, embedding, score = outputs[OUTPUT_NAME], outputs.get(EMBEDDING_NAME), outputs.get(OUTLIER_SCORE_NAME)
+        if score is not None and score.shape != (batch,):
+            raise ModelLoadError(
+                model.path, f"a trial run with batch {batch} gave an {OUTLIER_SCORE_NAME!r} of shape {score.shape}"
+            )
         if embedding is not None and (embedding.ndim != 2 or len(embedding) != batch):
             raise ModelLoadError(
                 model.path, f"a trial run with batch {batch} gave an {EMBEDDING_NAME!r} of shape {embedding.shape}"

@@ -27,11 +27,21 @@ _SCORE = {
 }
 _CLASSIFICATION = {
     "type": "object",
-    "required": ["label", "score", "top_k", "model", "request_id"],
+    "required": ["label", "score", "top_k", "outlier", "outlier_score", "model", "request_id"],
     "properties": {
         "label": {"type": "string"},
         "score": {"type": "number", "minimum": 0, "maximum": 1},
         "top_k": {"type": "array", "items": {"$ref": "#/components/schemas/Score"}},
+        "outlier": {
+            "type": ["boolean", "null"],
+            "description": "true when the picture looks like none of the model's classes (`label` is then only the "
+            "best guess); null when the model file has no outlier score",
+        },
+        "outlier_score": {
+            "type": ["number", "null"],
+            "description": "how unlike the training pictures it is (higher: less like them); `outlier` is true above "
+            "the model's threshold (GET /model, `outlier.threshold`); null without an outlier score",
+        },
         "model": {
             "type": "object",
             "required": ["name", "version"],
@@ -86,6 +96,8 @@ _MODEL = {
         "config": {},
         "metrics": {},
         "parity": {},
+        "calibration": {"description": "how the scores were calibrated on validation pictures, or null"},
+        "outlier": {"description": "the outlier score's method and `threshold`, or null when the file has none"},
         "card": {"description": "the full model card"},
         "tta": {"type": "string", "description": "test-time augmentation inside the graph: none or hflip"},
     },

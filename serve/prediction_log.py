@@ -66,6 +66,8 @@ def prediction_lines(records: list[Prediction]) -> list[dict[str, Any]]:
             label=record.result["label"],
             score=record.result["score"],
             top_k=record.result["top_k"],
+            outlier=record.result.get("outlier"),
+            outlier_score=record.result.get("outlier_score"),
             latency_ms=record.latency_ms,
             upload=record.upload,
             summary=summary,

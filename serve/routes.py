@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from contract import prediction_log as plog
+from contract.model_file import EMBEDDING_NAME, OUTLIER_SCORE_NAME, OUTPUT_NAME
 from serve.batching import NotRunning, Overloaded
 from serve.decode_budget import decode_budget, decode_in_thread
 from serve.errors import ApiError, not_ready
@@ -78,8 +79,16 @@ async def classify(request: Request) -> Response:
         raise ApiError(503, "overloaded", "too many requests in the queue; retry shortly", RETRY_AFTER) from None
     except NotRunning:
         raise not_ready() from None
-    logits, embedding = output if isinstance(output, tuple) else (output, None)
-    result = answer(logits, model.labels, state.settings.top_k, {"name": model.name, "version": model.version})
+    row = dict(zip(state.outputs, output, strict=True))
+    result = answer(
+        row[OUTPUT_NAME],
+        model.labels,
+        state.settings.top_k,
+        {"name": model.name, "version": model.version},
+        outlier_score=row.get(OUTLIER_SCORE_NAME),
+        outlier_threshold=model.outlier_threshold,
+    )
+    embedding = row.get(EMBEDDING_NAME)
     result["request_id"] = request.state.request_id
     latency_ms = (perf_counter() - received) * 1000
     record_prediction(state, result, pixels, embedding, latency_ms, facts | {"bytes": len(data)})

@@ -54,6 +54,13 @@ def load_image_folder(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
+def validation_split(count: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, training) indices of the training set, each sorted: the one seeded split training and export
+    (which fits calibration and the outlier threshold on the validation part) share."""
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[:val_size]), np.sort(order[val_size:])
+
+
 class CIFAR10DataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -86,11 +93,7 @@ class CIFAR10DataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", "validate", None) and "train" not in self.datasets:
             images, labels = self._load("train")
-            order = np.random.default_rng(self.hparams.split_seed).permutation(len(labels))
-            val_idx, train_idx = (
-                np.sort(order[: self.hparams.val_size]),
-                np.sort(order[self.hparams.val_size :]),
-            )
+            val_idx, train_idx = validation_split(len(labels), self.hparams.val_size, self.hparams.split_seed)
             train_images, train_labels = images[train_idx], labels[train_idx]
             if self.hparams.feedback_dir:
                 extra_images, extra_labels = load_image_folder(Path(self.hparams.feedback_dir), self.classes)

@@ -46,11 +46,32 @@ def test_the_names_the_files_use():
     assert model_file.REQUIRED_KEYS == ("labels", "input_size", "resize", "model_name", "version")
     assert set(model_file.OPTIONAL_KEYS) == {
         "created", "git_sha", "data_md5", "metrics", "parity", "quantization", "config", "card", "tta",
+        "calibration", "outlier",
     }  # fmt: skip
+    assert (model_file.EMBEDDING_NAME, model_file.OUTLIER_SCORE_NAME) == ("embedding", "outlier_score")
+    assert model_file.OUTLIER_THRESHOLD == "threshold"
     assert (model_file.TOP1_PYTORCH, model_file.TOP1_FP32, model_file.TOP1_INT8, model_file.TOP1) == (
         "test_top1_pytorch", "test_top1_fp32", "test_top1_int8", "test_top1",
     )  # fmt: skip
-    assert set(model_file.JSON_KEYS) == {"labels", "input_size", "metrics", "parity", "config", "card"}
+    assert set(model_file.JSON_KEYS) == {
+        "labels", "input_size", "metrics", "parity", "config", "card", "calibration", "outlier",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [({}, None), ({"outlier": {"threshold": 2.5}}, 2.5), ({"outlier": {"threshold": 3}}, 3.0)],
+)
+def test_the_outlier_threshold_is_read_from_its_key(values, expected):
+    assert model_file.outlier_threshold(values) == expected
+
+
+@pytest.mark.parametrize(
+    "outlier", [{}, {"threshold": None}, {"threshold": True}, {"threshold": float("inf")}, {"threshold": "1"}, [1]]
+)
+def test_an_outlier_key_without_a_finite_threshold_breaks_the_contract(outlier):
+    with pytest.raises(model_file.ContractError, match="threshold"):
+        model_file.outlier_threshold({"outlier": outlier})
 
 
 def test_keys_are_partitioned():
@@ -114,7 +135,8 @@ def test_validate_says_in_one_line_what_is_wrong(overrides, expected):
 def test_describe_shows_every_key_under_its_answer_name():
     body = describe(decode(raw(tta="hflip", card={"k": 1})))
     assert set(body) == {"name", "version", "labels", "input_size", "resize", "quantization", "tta", "created",
-                         "git_sha", "data_md5", "config", "metrics", "parity", "card"}  # fmt: skip
+                         "git_sha", "data_md5", "config", "metrics", "parity", "calibration", "outlier",
+                         "card"}  # fmt: skip
     assert (body["name"], body["tta"], body["card"]) == ("m", "hflip", {"k": 1})
     assert (body["quantization"], body["created"], body["metrics"]) == ("none", None, None)  # absent optional keys
 

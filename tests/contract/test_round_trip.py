@@ -14,7 +14,7 @@ from serve.app import create_app
 from serve.model import load_model
 from serve.settings import Settings
 from tests.export.conftest import exported  # noqa: F401  (the real export of the tiny MLP checkpoint)
-from tests.serve.tiny_model import build_model, contract_metadata
+from tests.serve.tiny_model import build_model, contract_metadata, outlier_metadata
 
 
 def written(path: Path) -> dict[str, str]:
@@ -55,7 +55,8 @@ def test_every_key_export_writes_is_shown_by_get_model(exported, name):  # noqa:
 
 def test_the_tiny_serve_model_carries_every_key(tmp_path):
     # The serve tests' stand-in model must describe itself as an export does, or they would test less than ships.
-    path = build_model(tmp_path / "tiny.onnx")
+    meta = contract_metadata(**{model_file.OUTLIER: outlier_metadata()})
+    path = build_model(tmp_path / "tiny.onnx", metadata=meta, outlier_score=True)
     assert set(written(path)) == set(model_file.KEYS)
     assert_shown_as_written(path)
 

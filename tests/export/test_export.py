@@ -15,6 +15,7 @@ from contract.model_file import (
     INPUT_NAME,
     INPUT_SIZE,
     LABELS,
+    OUTLIER_SCORE_NAME,
     OUTPUT_NAME,
     PARITY,
     QUANTIZATION,
@@ -50,7 +51,9 @@ def test_graph_takes_uint8_nhwc_with_dynamic_batch(exported):
     sess = session(exported[0] / "model.onnx")
     (inp,), outputs = sess.get_inputs(), {o.name: o.type for o in sess.get_outputs()}
     assert (inp.name, inp.type, inp.shape[1:]) == (INPUT_NAME, "tensor(uint8)", [32, 32, 3])
-    assert outputs == {OUTPUT_NAME: "tensor(float)", EMBEDDING_NAME: "tensor(float)"}
+    assert outputs == {
+        OUTPUT_NAME: "tensor(float)", EMBEDDING_NAME: "tensor(float)", OUTLIER_SCORE_NAME: "tensor(float)",
+    }  # fmt: skip
     for n in (1, 7, 64):
         logits, features = sess.run([OUTPUT_NAME, EMBEDDING_NAME], {INPUT_NAME: np.zeros((n, 32, 32, 3), np.uint8)})
         assert logits.shape == (n, 10)

@@ -141,10 +141,10 @@ def run_async(coro):
 def test_stop_finishes_everything_already_submitted():
     calls: list[int] = []
 
-    def slow_double(batch: np.ndarray) -> np.ndarray:
+    def slow_double(batch: np.ndarray) -> tuple[np.ndarray]:
         calls.append(len(batch))
         time.sleep(0.05)
-        return batch * 2
+        return (batch * 2,)
 
     async def scenario():
         batcher = MicroBatcher(slow_double, max_batch=4, max_wait_s=0, capacity=100, metrics=Metrics())
@@ -157,16 +157,16 @@ def test_stop_finishes_everything_already_submitted():
         return [t.result() for t in tasks]
 
     results = run_async(scenario())
-    assert [int(r[0]) for r in results] == [2 * i for i in range(10)]
+    assert [int(row[0]) for (row,) in results] == [2 * i for i in range(10)]
     assert sum(calls) == 10
     assert max(calls) <= 4
 
 
 def test_a_failing_batch_fails_its_requests_not_the_worker():
-    def picky(batch: np.ndarray) -> np.ndarray:
+    def picky(batch: np.ndarray) -> tuple[np.ndarray]:
         if (batch < 0).any():
             raise RuntimeError("model exploded")
-        return batch
+        return (batch,)
 
     async def scenario():
         batcher = MicroBatcher(picky, max_batch=1, max_wait_s=0, capacity=10, metrics=Metrics())
@@ -177,12 +177,13 @@ def test_a_failing_batch_fails_its_requests_not_the_worker():
         await batcher.stop()
         return result
 
-    assert int(run_async(scenario())[0]) == 7
+    (row,) = run_async(scenario())
+    assert int(row[0]) == 7
 
 
 def test_slots_are_bounded():
     async def scenario():
-        batcher = MicroBatcher(lambda b: b, max_batch=1, max_wait_s=0, capacity=2, metrics=Metrics())
+        batcher = MicroBatcher(lambda b: (b,), max_batch=1, max_wait_s=0, capacity=2, metrics=Metrics())
         with batcher.slot(), batcher.slot(), pytest.raises(Overloaded), batcher.slot():
             pass
         with batcher.slot():  # released again
@@ -194,9 +195,9 @@ def test_slots_are_bounded():
 def test_cancelled_requests_are_skipped():
     seen: list[int] = []
 
-    def record(batch: np.ndarray) -> np.ndarray:
+    def record(batch: np.ndarray) -> tuple[np.ndarray]:
         seen.extend(int(x[0]) for x in batch)
-        return batch
+        return (batch,)
 
     async def scenario():
         batcher = MicroBatcher(record, max_batch=8, max_wait_s=0, capacity=10, metrics=Metrics())
@@ -209,5 +210,6 @@ def test_cancelled_requests_are_skipped():
         await batcher.stop()
         return result
 
-    assert int(run_async(scenario())[0]) == 2
+    (row,) = run_async(scenario())
+    assert int(row[0]) == 2
     assert seen == [2]

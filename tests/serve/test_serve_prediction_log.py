@@ -20,6 +20,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from contract import prediction_log as plog
+from contract.model_file import EMBEDDING_NAME, OUTPUT_NAME
 from serve.app import create_app
 from serve.imaging import to_model_input
 from serve.model import load_model
@@ -173,7 +174,7 @@ def test_a_model_with_an_embedding_logs_it_compacted(make_client, embedding_mode
     (line,) = wait_for_lines(log_path, 1, wait_until)
     model = load_model(embedding_model_path, threads=1)
     assert model.has_embedding
-    logits, embedding = model.run_with_embedding(to_model_input(data, **OPTIONS)[None])
+    logits, embedding = model.outputs([OUTPUT_NAME, EMBEDDING_NAME], to_model_input(data, **OPTIONS)[None])
     assert len(line["embedding"]) == plog.EMBEDDING_DIMS
     np.testing.assert_allclose(line["embedding"], plog.embedding_for_log(embedding)[0], atol=2e-4)
     assert plog.parse_line(json.dumps(line))["embedding"] is not None

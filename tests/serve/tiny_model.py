@@ -11,10 +11,18 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from contract import model_file
-from contract.model_file import EMBEDDING_NAME, INPUT_CHANNELS, INPUT_NAME, OUTPUT_NAME
+from contract.model_file import EMBEDDING_NAME, INPUT_CHANNELS, INPUT_NAME, OUTLIER_SCORE_NAME, OUTPUT_NAME
 
 LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 INPUT_SIZE = (32, 32)
+# The tiny model's outlier score is the mean brightness of the image's BOTTOM half on a 0-10 scale: above this
+# threshold (a bright bottom half) the picture is an outlier.
+OUTLIER_THRESHOLD = 5.0
+
+
+def outlier_metadata(threshold: float = OUTLIER_THRESHOLD) -> dict[str, Any]:
+    """The `outlier` key's value for a tiny model with the outlier score."""
+    return {model_file.OUTLIER_THRESHOLD: threshold, "method": "tiny: bottom half's brightness"}
 
 
 def contract_metadata(**overrides: Any) -> dict[str, str]:
@@ -34,6 +42,7 @@ def contract_metadata(**overrides: Any) -> dict[str, str]:
         model_file.QUANTIZATION: model_file.QUANTIZATION_NONE,
         model_file.TTA: model_file.TTA_NONE,
         model_file.CONFIG: {"model": "tiny"},
+        model_file.CALIBRATION: {"method": "none: the tiny model's logits as they are"},
         model_file.CARD: {"name": "tiny-test", "intended_use": "tests only"},
     }
     meta.update(overrides)
@@ -51,12 +60,14 @@ def build_model(
     input_type: int = TensorProto.UINT8,
     slow_convs: int = 0,
     embedding_dims: int = 0,
+    outlier_score: bool = False,
 ) -> Path:
     """logits = 10 * mean RGB of the image's TOP half / 255, on the first three classes (red -> airplane,
     green -> automobile, blue -> bird), so tests can tell orientation and colour from the answer.
     `slow_convs` adds that many 3x3 convolutions (a result-neutral side branch) to make inference slow.
     `embedding_dims` > 0 adds the contract's optional output `embedding`: float32 [N, embedding_dims], the top half's
-    mean RGB through a fixed matrix."""
+    mean RGB through a fixed matrix. `outlier_score` adds the optional output `outlier_score`: float32 [N], the
+    bottom half's mean brightness on a 0-10 scale (pair it with contract_metadata(outlier=...) or not, to test both)."""
     height, width = input_size
     weights = np.zeros((3, classes), dtype=np.float32)
     for channel in range(min(3, classes)):
@@ -104,6 +115,19 @@ def build_model(
         nodes.append(helper.make_node("MatMul", ["mean_rgb", "embedding_weights"], [EMBEDDING_NAME]))
         dims = [model_file.BATCH_DIM, embedding_dims]
         outputs.append(helper.make_tensor_value_info(EMBEDDING_NAME, TensorProto.FLOAT, dims))
+    if outlier_score:
+        initializers += [
+            numpy_helper.from_array(np.array([height // 2], dtype=np.int64), "bottom_start"),
+            numpy_helper.from_array(np.array([height], dtype=np.int64), "bottom_end"),
+            numpy_helper.from_array(np.array(10.0 / 255.0, dtype=np.float32), "brightness_scale"),
+        ]
+        nodes += [
+            helper.make_node("Slice", [INPUT_NAME, "bottom_start", "bottom_end", "axis"], ["bottom"]),
+            helper.make_node("Cast", ["bottom"], ["bottom_f"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceMean", ["bottom_f"], ["bottom_mean"], axes=[1, 2, 3], keepdims=0),
+            helper.make_node("Mul", ["bottom_mean", "brightness_scale"], [OUTLIER_SCORE_NAME]),
+        ]
+        outputs.append(helper.make_tensor_value_info(OUTLIER_SCORE_NAME, TensorProto.FLOAT, [model_file.BATCH_DIM]))
     graph = helper.make_graph(
         nodes,
         "tiny",
