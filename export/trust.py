@@ -93,11 +93,11 @@ def add_trust(path: Path, data_dir: Path = PROCESSED_DIR, config: dict | None = 
         "ece_validation": {
             "before": round(ece(softmax(val_logits), labels[val_idx]), 4),
             "after": round(ece(softmax(val_probabilities), labels[val_idx]), 4),
-        },  # fmt: skip
+        },
         "ece_test": {
             "before": round(ece(softmax(test_logits), test_labels), 4),
             "after": round(ece(softmax(test_probabilities), test_labels), 4),
-        },  # fmt: skip
+        },
         "top1_unchanged": bool(np.array_equal(test_logits.argmax(1), test_probabilities.argmax(1))),
     }
     metadata.update(path, {model_file.CALIBRATION: calibrated, model_file.OUTLIER: outlier})

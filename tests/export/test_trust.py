@@ -31,7 +31,7 @@ def test_the_card_and_file_carry_calibration_and_the_outlier_score(exported):
 
 def test_the_folded_calibration_is_the_fitted_one(exported, processed_dir):
     path = exported[0] / "model.onnx"
-    images, labels = load_split("test", processed_dir)
+    images, _labels = load_split("test", processed_dir)
     fitted = json.loads(session(path).get_modelmeta().custom_metadata_map[model_file.CALIBRATION])
     chosen = calibration.Calibration(fitted["temperature"], fitted["slope"], fitted["intercept"])
     probe = calibration.with_raw_logits(onnx.load(str(path))).SerializeToString()
@@ -53,7 +53,9 @@ def test_calibration_fixes_an_overconfident_model():
     before = calibration.expected_calibration_error(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), labels)
     fitted = calibration.fit(logits[:2000], labels[:2000])
     after = calibration.expected_calibration_error(fitted.probabilities(logits[2000:]), labels[2000:])
-    assert fitted.temperature > 2 and before > 0.2 and after < 0.05
+    assert fitted.temperature > 2
+    assert before > 0.2
+    assert after < 0.05
 
 
 def test_the_expected_calibration_error_of_known_scores():

@@ -22,7 +22,8 @@ FORMATS = [
 def check_answer(body: dict, label: str) -> None:
     # request_id: for POST /feedback; outlier and outlier_score: null, the tiny model has no outlier score
     assert set(body) == {"label", "score", "top_k", "outlier", "outlier_score", "model", "request_id"}
-    assert body["outlier"] is None and body["outlier_score"] is None
+    assert body["outlier"] is None
+    assert body["outlier_score"] is None
     assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])  # a new one: the request sent none
     assert body["label"] == label
     assert body["model"] == {"name": "tiny-test", "version": "0123abcd"}

@@ -32,8 +32,10 @@ def test_an_outlier_is_flagged_and_keeps_its_best_guess(make_client, outlier_mod
     client = make_client(model_path=outlier_model_path)
     known = client.post("/classify", content=encode(half_and_half((255, 0, 0), (0, 0, 0)), "PNG")).json()
     strange = client.post("/classify", content=encode(half_and_half((255, 0, 0), (255, 255, 255)), "PNG")).json()
-    assert known["outlier"] is False and known["outlier_score"] == pytest.approx(0.0, abs=1e-3)
-    assert strange["outlier"] is True and strange["outlier_score"] == pytest.approx(10.0, abs=1e-3)
+    assert known["outlier"] is False
+    assert known["outlier_score"] == pytest.approx(0.0, abs=1e-3)
+    assert strange["outlier"] is True
+    assert strange["outlier_score"] == pytest.approx(10.0, abs=1e-3)
     assert strange["outlier_score"] > OUTLIER_THRESHOLD
     assert known["label"] == strange["label"] == "airplane"  # the best guess stays
     assert len(strange["top_k"]) == 5
@@ -49,13 +51,15 @@ def test_the_fragment_carries_the_flag(make_client, outlier_model_path, encode):
     client = make_client(model_path=outlier_model_path)
     data = encode(half_and_half((0, 0, 255), (255, 255, 255)), "PNG")
     html = client.post("/classify", content=data, headers={"HX-Request": "true"}).text
-    assert 'data-outlier="true"' in html and 'data-outlier-score="10.0000"' in html
+    assert 'data-outlier="true"' in html
+    assert 'data-outlier-score="10.0000"' in html
 
 
 def test_a_model_without_the_score_answers_null_and_no_fragment_data(client, encode):
     data = encode(half_and_half((255, 0, 0), (255, 255, 255)), "PNG")
     body = client.post("/classify", content=data).json()
-    assert body["outlier"] is None and body["outlier_score"] is None
+    assert body["outlier"] is None
+    assert body["outlier_score"] is None
     assert "data-outlier" not in client.post("/classify", content=data, headers={"HX-Request": "true"}).text
 
 
