@@ -191,7 +191,8 @@ def build_prediction(
     outlier_score: float | None = None,
     time: str | None = None,
 ) -> dict[str, Any]:
-    """One prediction line (`outlier` and `outlier_score` null when the model has no outlier score). `upload` = {"format", "width", "height", "bytes"} of what was sent; `summary` = one
+    """One prediction line (`outlier` and `outlier_score` null when the model has no outlier score).
+    `upload` = {"format", "width", "height", "bytes"} of what was sent; `summary` = one
     item of summarize_input(); `embedding` = one item of embedding_for_log(), or None when the model has none."""
     line: dict[str, Any] = {
         "log_version": LOG_VERSION,
