@@ -10,14 +10,16 @@ import argparse
 import inspect
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
+from scipy.special import softmax
 
 from contract import model_file
 from contract.paths import PROCESSED_DIR
+from contract.prediction_log import LUMA
 from export import calibration, metadata, outlier_score
 from export.errors import ExportError
 from export.evaluation import load_split, session
@@ -26,7 +28,6 @@ from train.datamodule import CIFAR10DataModule, validation_split
 FIT_IMAGES = 10_000  # training pictures (outside validation) the class means and covariances are fitted on
 FIT_SEED = 1
 BATCH = 500
-GRAY = np.array([0.299, 0.587, 0.114])
 
 
 def split_of(config: dict | None) -> tuple[int, int]:
@@ -39,12 +40,11 @@ def split_of(config: dict | None) -> tuple[int, int]:
 
 
 def grayscale(images: np.ndarray) -> np.ndarray:
-    luma = (images.astype(np.float64) @ GRAY).round().clip(0, 255).astype(np.uint8)
+    luma = (images.astype(np.float64) @ np.array(LUMA)).round().clip(0, 255).astype(np.uint8)
     return np.repeat(luma[..., None], 3, axis=3)
 
 
-def _outputs(path: Path, names: list[str], images: np.ndarray) -> list[np.ndarray]:
-    sess = session(path)
+def _outputs(sess: ort.InferenceSession, names: list[str], images: np.ndarray) -> list[np.ndarray]:
     runs = [sess.run(names, {model_file.INPUT_NAME: images[i : i + BATCH]}) for i in range(0, len(images), BATCH)]
     return [np.concatenate([run[k] for run in runs]) for k in range(len(names))]
 
@@ -56,19 +56,16 @@ def add_trust(path: Path, data_dir: Path = PROCESSED_DIR, config: dict | None = 
     val_idx, train_idx = validation_split(len(labels), val_size, seed)
     fit_idx = np.sort(np.random.default_rng(FIT_SEED).choice(train_idx, min(FIT_IMAGES, len(train_idx)), False))
     test_images, test_labels = load_split("test", data_dir)
-    classes = len(metadata.read(path)[model_file.LABELS])
-
     model = metadata.load_model(path)
+    classes = len(model_file.decode(metadata.raw_props(model))[model_file.LABELS])
     chosen = outlier_score.taps(model)
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     tap_names = outlier_score.add_tap_outputs(probe, chosen)
-    with tempfile.TemporaryDirectory() as tmp:
-        probe_path = Path(tmp) / "probe.onnx"
-        onnx.save(probe, str(probe_path))
-        fit_features = _outputs(probe_path, tap_names, images[fit_idx])
-        val_logits, *val_features = _outputs(probe_path, [model_file.OUTPUT_NAME, *tap_names], images[val_idx])
-        (test_logits,) = _outputs(probe_path, [model_file.OUTPUT_NAME], test_images)
+    probed = session(probe.SerializeToString())
+    fit_features = _outputs(probed, tap_names, images[fit_idx])
+    val_logits, *val_features = _outputs(probed, [model_file.OUTPUT_NAME, *tap_names], images[val_idx])
+    (test_logits,) = _outputs(probed, [model_file.OUTPUT_NAME], test_images)
     gaussians = tuple(
         outlier_score.standardise(outlier_score.fit_gaussian(fit, labels[fit_idx], classes), val)
         for fit, val in zip(fit_features, val_features, strict=True)
@@ -76,31 +73,32 @@ def add_trust(path: Path, data_dir: Path = PROCESSED_DIR, config: dict | None = 
     fitted = calibration.fit(val_logits, labels[val_idx])
     outlier_score.add_score(model, chosen, gaussians)
     calibration.fold(model, fitted)
-    metadata.save_checked(model, path)
 
+    # The threshold and the numbers are the folded graph's own, measured before the file is written once.
+    folded = session(model.SerializeToString())
     names = [model_file.OUTPUT_NAME, model_file.OUTLIER_SCORE_NAME]
-    val_probabilities, val_scores = _outputs(path, names, images[val_idx])
-    test_probabilities, test_scores = _outputs(path, names, test_images)
-    _, gray_scores = _outputs(path, names, grayscale(test_images))
+    val_probabilities, val_scores = _outputs(folded, names, images[val_idx])
+    test_probabilities, test_scores = _outputs(folded, names, test_images)
+    _, gray_scores = _outputs(folded, names, grayscale(test_images))
     threshold = outlier_score.threshold(val_scores)
     outlier = outlier_score.describe(chosen, threshold, len(val_idx), len(fit_idx))
     ece = calibration.expected_calibration_error
-    softmax = _softmax
     calibrated = {
         **fitted.as_dict(),
         "validation_images": len(val_idx),
         "ece_bins": calibration.ECE_BINS,
         "ece_validation": {
-            "before": round(ece(softmax(val_logits), labels[val_idx]), 4),
-            "after": round(ece(softmax(val_probabilities), labels[val_idx]), 4),
+            "before": round(ece(softmax(val_logits, axis=1), labels[val_idx]), 4),
+            "after": round(ece(softmax(val_probabilities, axis=1), labels[val_idx]), 4),
         },
         "ece_test": {
-            "before": round(ece(softmax(test_logits), test_labels), 4),
-            "after": round(ece(softmax(test_probabilities), test_labels), 4),
+            "before": round(ece(softmax(test_logits, axis=1), test_labels), 4),
+            "after": round(ece(softmax(test_probabilities, axis=1), test_labels), 4),
         },
         "top1_unchanged": bool(np.array_equal(test_logits.argmax(1), test_probabilities.argmax(1))),
     }
-    metadata.update(path, {model_file.CALIBRATION: calibrated, model_file.OUTLIER: outlier})
+    metadata.set_props(model, {model_file.CALIBRATION: calibrated, model_file.OUTLIER: outlier})
+    metadata.save_checked(model, path)
     return {
         "calibration": calibrated,
         "outliers": {
@@ -139,11 +137,6 @@ def gate(report: dict, baseline_card: Path | None) -> None:
         raise TrustRefused(
             f"outlier score refused: flags {flagged:.1%} of clean test pictures against {old_out['test_flagged']:.1%}"
         )
-
-
-def _softmax(values: np.ndarray) -> np.ndarray:
-    shifted = np.exp(values - values.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def main(argv: list[str] | None = None) -> int:
