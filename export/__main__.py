@@ -21,7 +21,7 @@ from contract.paths import PROCESSED_DIR, PROJECT_ROOT
 from contract.prediction_log import REFERENCE_FILE
 from export import card, checkpoint, embedding, metadata, onnx_export, quantize, reference, trust, verify, weights_file
 from export.errors import ExportError
-from export.robustness import ROBUSTNESS_KEY, SHIPPED_CARD, measure_robustness, robustness_line
+from export.robustness import ROBUSTNESS_KEY, SHIPPED_CARD, measure_outliers, measure_robustness, robustness_line
 
 FP32, INT8, CARD = "model.onnx", "model.int8.onnx", "model-card.json"
 
@@ -96,16 +96,19 @@ def export_checkpoint(
         print(trust.trust_line(served))
         trust.gate(served, robustness_baseline)  # the shipped card, as for robustness
         reference.write(stage / (INT8 if quant else FP32), stage / REFERENCE_FILE, data_dir)
-        robust = None
+        robust = outliers = None
         if robustness:
             robust = measure_robustness(stage / (INT8 if quant else FP32), data=data_dir, baseline=robustness_baseline)
             print(robustness_line(robust))
+            outliers = measure_outliers(stage / (INT8 if quant else FP32), data=data_dir, baseline=robustness_baseline)
+            print(trust.benchmark_line(outliers))
 
         model_card = card.build({**meta, model_file.METRICS: metrics}, training, parity, quant)
         model_card = with_weights(model_card, weights_provenance(loaded))
         model_card |= served  # `calibration` and `outliers`: the served (last) file's
         if robust is not None:
             model_card[ROBUSTNESS_KEY] = robust
+            model_card[model_file.CARD_OUTLIER_BENCHMARK] = outliers
         for name in (FP32, INT8) if quant else (FP32,):
             metadata.update(stage / name, {model_file.METRICS: metrics, model_file.CARD: model_card})
         card.write(model_card, stage / CARD)

@@ -24,13 +24,14 @@ from export.errors import ExportError
 
 ROBUSTNESS_KEY = "robustness"  # in the model card (a JSON value of the contract's `card` key, so free to extend)
 SHIPPED_CARD = SHIPPED_DIR / "model-card.json"
-EXIT_REFUSED = 1  # monitor.robustness's exit code when its gate refuses
+EXIT_REFUSED = 1  # the exit code of monitor.robustness and monitor.outliers when their gate refuses
 # 2,000 images x 27 corruption cells + the upload path: a few minutes on 2 cores (monitor/robustness.py).
 TIMEOUT_S = 3600
 
 
 class RobustnessRefused(ExportError):
-    """The model's mean corrupted top-1 is too far below the shipped model's."""
+    """The model's mean corrupted top-1, or its outlier benchmark's mean AUROC, is too far below the shipped
+    model's."""
 
 
 def measure_robustness(
@@ -38,15 +39,28 @@ def measure_robustness(
 ) -> dict:
     """The robustness table of `model` (with its `gate` result when a baseline card is given). Raises
     RobustnessRefused when the gate refuses, ExportError when the benchmark cannot run."""
+    return run_benchmark("monitor.robustness", model, data=data, baseline=baseline, extra=extra)
+
+
+def measure_outliers(model: Path, *, data: Path | None = None, baseline: Path | None = None) -> dict:
+    """The "none of the ten" table of `model` (monitor/outliers.py), gated like robustness."""
+    return run_benchmark("monitor.outliers", model, data=data, baseline=baseline)
+
+
+def run_benchmark(
+    module: str, model: Path, *, data: Path | None = None, baseline: Path | None = None, extra: tuple[str, ...] = ()
+) -> dict:
+    """Run a torch-free benchmark of monitor/ on `model` in its own process; its JSON table. Both benchmarks share
+    the command line (--out, --data, --baseline) and the exit codes (EXIT_REFUSED when the gate refuses)."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "robustness.json"
-        command = [sys.executable, "-m", "monitor.robustness", str(model), "--out", str(out), *extra]
+        out = Path(tmp) / "table.json"
+        command = [sys.executable, "-m", module, str(model), "--out", str(out), *extra]
         command += ["--data", str(data)] if data else []
         command += ["--baseline", str(baseline)] if baseline else []
         done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
         if done.returncode not in (0, EXIT_REFUSED) or not out.is_file():
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ExportError(f"{model}: the robustness benchmark failed ({last})")
+            raise ExportError(f"{model}: the benchmark {module} failed ({last})")
         table = json.loads(out.read_text())
     if done.returncode == EXIT_REFUSED:
         raise RobustnessRefused(f"{model}: {done.stdout.strip().splitlines()[-1]}")

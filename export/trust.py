@@ -163,5 +163,13 @@ def trust_line(report: dict) -> str:
     )
 
 
+def benchmark_line(table: dict) -> str:
+    """The outlier benchmark (monitor/outliers.py) in one line: mean AUROC and what each group had caught."""
+    caught = ", ".join(f"{name} {row['caught']:.0%}" for name, row in table["groups"].items())
+    gate = table.get("gate") or {}
+    verdict = f"; gate {'passed' if gate.get('passed') else 'REFUSED'}" if gate.get("compared") else ""
+    return f"outlier benchmark: mean AUROC {table['mean_auroc']:.3f}; caught {caught}{verdict}"
+
+
 if __name__ == "__main__":
     sys.exit(main())

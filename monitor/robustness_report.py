@@ -34,6 +34,12 @@ def markdown(table: dict, worst: list[tuple[str, float, float]]) -> str:
     lines.append("|---|---:|---:|---:|")
     for name, row in table["upload"].items():
         lines.append(f"| {name} | {row['images']} | {_pct(row['top1'])} | {_pct(row['clean_top1'])} |")
+    if table.get("clean_flagged") is not None:
+        lines += ["", f"Flagged as none of the ten (clean: {_pct(table['clean_flagged'])}):", ""]
+        lines.append("| Corruption | " + " | ".join(f"Severity {i + 1}" for i in range(severities)) + " |")
+        lines.append("|---|" + "---:|" * severities)
+        for name, row in table["corruptions"].items():
+            lines.append(f"| {name} | " + " | ".join(_pct(value) for value in row["flagged"]) + " |")
     lines += ["", "Worst cells: " + ", ".join(f"{name} {_level(level)}: {_pct(score)}" for name, level, score in worst)]
     return "\n".join(lines) + "\n"
 
