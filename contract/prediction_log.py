@@ -64,6 +64,9 @@ FEATURE_DIGITS = 5  # decimals kept in the log: far below the spread between pic
 # Decimals of the scores in the log. A reader compares samples at this precision (see round_like_log): a reference
 # kept at float32 would put its many scores just under 1.0 above the log's rounded 1.0, a false shift.
 SCORE_DIGITS = 6
+# Under this top score an answer is "not sure": the page says so, the drift report and the alert rules count them
+# (monitor/alerts/serve-rules.yaml reads the confidence histogram's le="0.5" bucket: keep the two together).
+NOT_SURE_BELOW = 0.5
 
 # ---- the embedding: the network's penultimate features (ONNX output contract.model_file.EMBEDDING_NAME, [N, D])
 # projected to EMBEDDING_DIMS with a fixed +-1 matrix (a Johnson-Lindenstrauss projection: distances, and so an MMD

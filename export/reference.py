@@ -24,7 +24,17 @@ import onnxruntime as ort
 
 from contract import prediction_log as plog
 from contract.cpu import add_int8_entries
-from contract.model_file import EMBEDDING_NAME, INPUT_NAME, LABELS, MODEL_NAME, OUTPUT_NAME, VERSION
+from contract.model_file import (
+    EMBEDDING_NAME,
+    INPUT_NAME,
+    LABELS,
+    MODEL_NAME,
+    OUTLIER,
+    OUTLIER_SCORE_NAME,
+    OUTPUT_NAME,
+    VERSION,
+    outlier_threshold,
+)
 from contract.paths import PROCESSED_DIR
 from export.embedding import add_embedding_output
 from export.errors import ExportError
@@ -55,15 +65,19 @@ def session(model_path: Path, threads: int = 2) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def run(sess: ort.InferenceSession, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 [N, H, W, 3] -> (softmax probabilities [N, C], compact embeddings [N, EMBEDDING_DIMS])."""
-    probabilities, embeddings = [], []
+def run(sess: ort.InferenceSession, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """uint8 [N, H, W, 3] -> (softmax probabilities [N, C], compact embeddings [N, EMBEDDING_DIMS], outlier scores
+    [N] or None for a file without them)."""
+    names = [OUTPUT_NAME, EMBEDDING_NAME]
+    names += [OUTLIER_SCORE_NAME] if OUTLIER_SCORE_NAME in {out.name for out in sess.get_outputs()} else []
+    probabilities, embeddings, scores = [], [], []
     for start in range(0, len(images), BATCH):
-        logits, embedding = sess.run([OUTPUT_NAME, EMBEDDING_NAME], {INPUT_NAME: images[start : start + BATCH]})
+        logits, embedding, *score = sess.run(names, {INPUT_NAME: images[start : start + BATCH]})
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities.append(shifted / shifted.sum(axis=1, keepdims=True))
         embeddings.append(plog.compact_embedding(embedding))
-    return np.concatenate(probabilities), np.concatenate(embeddings)
+        scores += score
+    return np.concatenate(probabilities), np.concatenate(embeddings), np.concatenate(scores) if scores else None
 
 
 def build(model_path: Path, data_dir: Path = PROCESSED_DIR) -> dict:
@@ -73,15 +87,23 @@ def build(model_path: Path, data_dir: Path = PROCESSED_DIR) -> dict:
     images = np.load(images_path)[reference_half(len(np.load(images_path, mmap_mode="r")))]
     sess = session(model_path)
     meta = sess.get_modelmeta().custom_metadata_map
-    probabilities, embeddings = run(sess, images)
+    probabilities, embeddings, scores = run(sess, images)
+    flagged = None if scores is None else scores > outlier_threshold({OUTLIER: json.loads(meta[OUTLIER])})
     model = {"name": meta.get(MODEL_NAME), "version": meta.get(VERSION)}
-    return from_arrays(images, probabilities, embeddings, json.loads(meta[LABELS]), model)
+    return from_arrays(images, probabilities, embeddings, json.loads(meta[LABELS]), model, flagged=flagged)
 
 
 def from_arrays(
-    images: np.ndarray, probabilities: np.ndarray, embeddings: np.ndarray | None, labels: list[str], model: dict
+    images: np.ndarray,
+    probabilities: np.ndarray,
+    embeddings: np.ndarray | None,
+    labels: list[str],
+    model: dict,
+    *,
+    flagged: np.ndarray | None = None,
 ) -> dict:
-    """The reference file's content from the model's outputs on `images` (compact embeddings, or None)."""
+    """The reference file's content from the model's outputs on `images` (compact embeddings, or None; whether each
+    is flagged as none of the ten, or None for a model without an outlier score)."""
     values = plog.features(images)
     rng = np.random.default_rng(SAMPLE_SEED)
     rows = np.sort(rng.choice(len(images), min(FEATURE_SAMPLE, len(images)), replace=False))
@@ -102,6 +124,11 @@ def from_arrays(
         "features": {"names": list(plog.FEATURES), "sample": plog.pack_array(values[rows], "float32")},
         "score": plog.pack_array(probabilities.max(axis=1)[rows], "float32"),
         "label_counts": np.bincount(predicted, minlength=len(labels)).tolist(),
+        # The shares the alert rules and the drift report compare live traffic with (over every reference image).
+        "shares": {
+            "not_sure": round(float(np.mean(probabilities.max(axis=1) < plog.NOT_SURE_BELOW)), 4),
+            "outlier": None if flagged is None else round(float(np.mean(flagged)), 4),
+        },
         # float16 keeps 3 significant digits: far finer than the kernel bandwidth the MMD test uses.
         "embedding": None
         if embeddings is None

@@ -13,7 +13,7 @@ lines of the reference's model version; the input features do not depend on the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from monitor.stats import chi2_counts, holm, ks_2samp, mmd_test
 ALPHA = 0.01  # family-wise false-alarm rate per check: a daily job raises a false alarm about 4 times a year
 PERMUTATIONS = 100  # enough to fit the null's mean and variance (the benchmark's false-alarm rate is measured)
 MIN_EMBEDDINGS = 20  # fewer and the MMD test is skipped: its null is too coarse
+OVER_TIME_BINS = 24  # the outlier share over time: the window cut into this many equal spans of time
 
 
 @dataclass
@@ -70,10 +71,15 @@ def _iso(time: datetime) -> str:
     return time.isoformat().replace("+00:00", "Z")
 
 
+def same_model(line: dict[str, Any], reference: Reference) -> bool:
+    """The line was answered by the reference's model (any line, for a reference without a version)."""
+    return reference.version is None or line["model"]["version"] == reference.version
+
+
 def arrays(predictions: list[dict[str, Any]], reference: Reference) -> dict[str, np.ndarray | None]:
     """The window as arrays: every line's features; score, label index and embedding of the reference's model."""
     features = np.array([[line["input"][name] for name in plog.FEATURES] for line in predictions], dtype=np.float64)
-    same = [line for line in predictions if reference.version is None or line["model"]["version"] == reference.version]
+    same = [line for line in predictions if same_model(line, reference)]
     index = {label: i for i, label in enumerate(reference.labels)}
     labels = np.array([index.get(line["label"], -1) for line in same], dtype=np.int64)
     with_embedding = [line["embedding"] for line in same if line["embedding"] is not None]
@@ -85,6 +91,28 @@ def arrays(predictions: list[dict[str, Any]], reference: Reference) -> dict[str,
         "labels": labels,
         "embeddings": embeddings if embeddings is not None and len(embeddings) else None,
     }
+
+
+def outlier_share(predictions: list[dict[str, Any]], bins: int = OVER_TIME_BINS) -> dict[str, Any]:
+    """The share of answers flagged as none of the ten: over the window, and over time (the window's span cut into
+    `bins` equal parts; empty parts left out). Lines of a model without an outlier score do not count."""
+    timed = [(logs.when(line), line["outlier"]) for line in predictions if line["outlier"] is not None]
+    flags = [flag for _, flag in timed]
+    result: dict[str, Any] = {"answers": len(flags), "share": float(np.mean(flags)) if flags else None, "over_time": []}
+    times = [time.timestamp() for time, _ in timed if time is not None]
+    if not times:
+        return result
+    edges = np.linspace(min(times), max(times), bins + 1)
+    part = np.clip(np.searchsorted(edges, times, side="right") - 1, 0, bins - 1)
+    flagged = np.array([flag for time, flag in timed if time is not None], dtype=float)
+    for k in range(bins):
+        inside = part == k
+        if inside.any():
+            start = datetime.fromtimestamp(edges[k], tz=UTC)
+            result["over_time"].append(
+                {"start": _iso(start), "answers": int(inside.sum()), "share": float(flagged[inside].mean())}
+            )
+    return result
 
 
 def compare(
@@ -109,7 +137,7 @@ def compare(
     if len(scores):
         statistic, p = ks_2samp(reference.scores, scores)
         tests.append(_test("confidence", "ks", statistic, p, np.median(reference.scores), np.median(scores)))
-        extras["not_sure_share"] = float(np.mean(scores < 0.5))
+        extras["not_sure_share"] = float(np.mean(scores < plog.NOT_SURE_BELOW))
         labels = window["labels"]
         known = labels[labels >= 0]
         counts = np.bincount(known, minlength=len(reference.labels)).astype(np.float64)
@@ -242,6 +270,9 @@ def check(
         "tests": tests,
         "drifted": [test["name"] for test in tests if test["drift"]],
         "not_sure_share": extras.get("not_sure_share"),
+        # The reference's shares (the test set) beside the window's: what the alert rules compare with too.
+        "reference_shares": reference.shares,
+        "outliers": outlier_share([line for line in window.predictions if same_model(line, reference)]),
         "feedback": feedback_summary(window.feedback),
         "uploads": upload_summary(window.predictions),
     }

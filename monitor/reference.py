@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class Reference:
     embeddings: np.ndarray | None  # [rows, EMBEDDING_DIMS]
     bandwidth: float | None  # the Gaussian kernel's scale for the MMD test, from the reference embeddings
     kernel: np.ndarray | None  # the reference embeddings' own kernel block, the same for every window
+    # The shares of "not sure" and outlier answers on the reference images (None: a reference from before them).
+    shares: dict[str, float | None] = field(default_factory=lambda: {"not_sure": None, "outlier": None})
 
     @property
     def version(self) -> str | None:
@@ -68,6 +70,7 @@ def load(path: Path = DEFAULT_REFERENCE) -> Reference:
             embeddings=embeddings,
             bandwidth=bandwidth,
             kernel=gaussian_kernel(embeddings, embeddings, bandwidth) if embeddings is not None else None,
+            shares={"not_sure": None, "outlier": None} | (raw.get("shares") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ReferenceError(f"{path}: not a reference file ({type(exc).__name__}: {exc})") from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,21 @@ def _plots(result: dict[str, Any], reference: Reference, data: dict[str, Any], e
         ax.legend(fontsize=8)
         images.append(_png(figure))
 
+    over_time = result["outliers"]["over_time"]
+    if over_time:
+        figure, ax = plt.subplots(figsize=(9, 3.2), layout="constrained")
+        starts = [datetime.fromisoformat(part["start"].replace("Z", "+00:00")) for part in over_time]
+        ax.plot(starts, [part["share"] for part in over_time], marker="o", color=WINDOW_COLOR, label="window")
+        expected = result["reference_shares"].get("outlier")
+        if expected is not None:
+            ax.axhline(expected, color=REFERENCE_COLOR, linestyle="--", label="reference (test set)")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("share flagged")
+        ax.set_title("Answers flagged as none of the ten, over time")
+        ax.legend(fontsize=8)
+        figure.autofmt_xdate()
+        images.append(_png(figure))
+
     embeddings = data.get("embeddings")
     if embeddings is not None and reference.embeddings is not None:
         figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
@@ -118,6 +134,11 @@ def _feedback(summary: dict[str, Any]) -> str:
     )
 
 
+def _share(window: float | None, reference: float | None) -> str:
+    shown = "—" if window is None else f"{window:.1%}"
+    return shown if reference is None else f"{shown} (reference {reference:.1%})"
+
+
 def render(result: dict[str, Any], reference: Reference, data: dict[str, Any], extras: dict[str, Any]) -> str:
     window, lines = result["window"], result["lines"]
     status = result["status"]
@@ -149,7 +170,8 @@ img {{ max-width: 100% }} figure {{ margin: 1rem 0 }}
 against the reference of model {html.escape(str(reference.model.get("name")))} {html.escape(str(reference.version))}
 ({reference.images} test images). Tests at family-wise α = {result["alpha"]} (Holm).
 Log lines read: {lines["read"]}; skipped: {skipped}; lines of another model version: {lines["other_model_version"]}.
-Not sure (top score &lt; 0.5): {"—" if result["not_sure_share"] is None else f"{result['not_sure_share']:.1%}"}.</p>
+Not sure (top score &lt; 0.5): {_share(result["not_sure_share"], result["reference_shares"]["not_sure"])}.
+None of the ten (the outlier flag): {_share(result["outliers"]["share"], result["reference_shares"]["outlier"])}.</p>
 <h2>Tests</h2>
 {_table(result["tests"]) if result["tests"] else "<p>No test ran.</p>"}
 <h2>What people say</h2>

@@ -7,7 +7,7 @@ from html import escape
 
 from starlette.requests import Request
 
-from contract.prediction_log import NONE_OF_THESE
+from contract.prediction_log import NONE_OF_THESE, NOT_SURE_BELOW
 from serve.error_codes import error_title
 
 
@@ -16,11 +16,10 @@ def wants_html(request: Request) -> bool:
     return request.headers.get("hx-request") == "true" or "text/html" in request.headers.get("accept", "")
 
 
-# Under this top score the page says it is not sure. The shipped model's scores are calibrated probabilities
-# (export/calibration.py: expected calibration error 1.3 % on the test set, 6 % before), so an answer shown 40 % sure
-# is right about 40 % of the time. A picture of something it was never taught (a face, a chair) still gets one of its
-# labels, often with a high score: the outlier flag (`outlier`), not the score, says when it is none of the ten.
-UNSURE_BELOW = 0.5
+# Under NOT_SURE_BELOW the page says it is not sure. The shipped model's scores are calibrated probabilities
+# (export/calibration.py; its error in the model card and docs/trust.md), so an answer shown 40 % sure is right about
+# 40 % of the time. A picture of something it was never taught (a face, a chair) still gets one of its labels, often
+# with a high score: the outlier flag (`outlier`), not the score, says when it is none of the ten.
 
 
 def percent(score: float) -> str:
@@ -90,7 +89,7 @@ def _feedback_form(result: dict, labels: Sequence[str], with_thumbnail: bool) ->
 
 
 def _unsure_note(score: float) -> str:
-    if score >= UNSURE_BELOW:
+    if score >= NOT_SURE_BELOW:
         return ""
     return '<p class="result-unsure">Not sure: it may be something this model was never taught.</p> '
 

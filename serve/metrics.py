@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
-# The top score of each answer; "not sure" (serve.fragments.UNSURE_BELOW) is under 0.5, which the alert rules read.
+# The top score of each answer; "not sure" (contract.prediction_log.NOT_SURE_BELOW) is under 0.5: the alert rules
+# read the le="0.5" bucket.
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -76,6 +77,11 @@ class Metrics:
             "serve_prediction_confidence",
             "The top score of each answered classify request",
             buckets=CONFIDENCE_BUCKETS,
+            registry=registry,
+        )
+        self.outliers = Counter(
+            "serve_prediction_outliers",
+            "Answered classify requests flagged as none of the ten classes (a model with an outlier score)",
             registry=registry,
         )
         self.feedback = Counter(

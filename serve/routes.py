@@ -101,6 +101,8 @@ def record_prediction(state: State, result: dict, pixels, embedding, latency_ms:
     """The answer's metrics, and its line handed to the prediction log's writer (never waited for)."""
     state.metrics.predictions.labels(result["label"]).inc()
     state.metrics.confidence.observe(result["score"])
+    if result.get("outlier"):
+        state.metrics.outliers.inc()
     if state.prediction_log is None:
         return
     model = state.model

@@ -200,3 +200,37 @@ def test_holm():
     rejected, adjusted = stats.holm([0.001, 0.04, 0.02, 0.5], 0.05)
     assert rejected == [True, False, False, False]
     assert adjusted == pytest.approx([0.004, 0.08, 0.06, 0.5])
+
+
+def test_the_outlier_share_over_the_window_and_over_time(tmp_path, clean_pictures, reference_file):
+    """The first half hour of answers flags one in ten, the second half every other: the report draws it over time
+    beside the reference's share; lines of a model without an outlier score (null) do not count."""
+    images, classes = clean_pictures
+    lines = prediction_lines(images, classes)
+    for i, line in enumerate(lines):
+        line["outlier"] = i % 10 == 0 if i < 200 else i % 2 == 0
+        line["outlier_score"] = 9.0 if line["outlier"] else 1.0
+    lines[0]["outlier"] = lines[0]["outlier_score"] = None
+    reference = json.loads(reference_file.read_text())
+    reference["shares"]["outlier"] = 0.04
+    (tmp_path / "reference.json").write_text(json.dumps(reference))
+    code, result, page = drift(write_log(tmp_path / "log.jsonl", lines), "--reference", tmp_path / "reference.json",
+                               tmp_path / "out")  # fmt: skip
+    assert code == EXIT_OK
+    flagged = [line["outlier"] for line in lines if line["outlier"] is not None]
+    assert result["outliers"]["answers"] == 399
+    assert result["outliers"]["share"] == pytest.approx(np.mean(flagged))
+    over_time = result["outliers"]["over_time"]
+    assert sum(part["answers"] for part in over_time) == 399
+    assert over_time[0]["share"] == pytest.approx(0.0 if over_time[0]["answers"] < 10 else 0.1, abs=0.06)
+    assert over_time[-1]["share"] == pytest.approx(0.5, abs=0.06)
+    assert [part["start"] for part in over_time] == sorted(part["start"] for part in over_time)
+    assert result["reference_shares"] == {"not_sure": reference["shares"]["not_sure"], "outlier": 0.04}
+    assert "None of the ten (the outlier flag): " in page
+    assert "(reference 4.0%)" in page
+    assert page.count("data:image/png;base64,") == 4  # features, labels, outliers over time, embedding
+
+
+def test_a_log_without_outlier_flags_has_no_share(clean_log, reference_file, tmp_path):
+    _, result, _ = drift(clean_log, "--reference", reference_file, tmp_path / "out")
+    assert result["outliers"] == {"answers": 0, "share": None, "over_time": []}

@@ -17,6 +17,7 @@ from contract.model_file import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME
 from contract.paths import SHIPPED_DIR
 from export import embedding, reference
 from monitor.reference import load
+from tests.serve.tiny_model import OUTLIER_THRESHOLD, build_model, contract_metadata, outlier_metadata
 from tests.synthetic import CLASSES
 
 
@@ -99,6 +100,20 @@ def test_reference_from_the_test_set_reads_back(tmp_path, processed_dir):
     assert loaded.embeddings.shape == (raw["source"]["images"], plog.EMBEDDING_DIMS)
     assert loaded.label_counts.sum() == raw["source"]["images"]
     assert loaded.bandwidth > 0
+    probabilities, _, scores = reference.run(reference.session(path), np.load(processed_dir / "test_images.npy")[::2])
+    assert scores is None  # no outlier score in this file
+    assert raw["shares"] == {"not_sure": round(float(np.mean(probabilities.max(axis=1) < 0.5)), 4), "outlier": None}
+    assert loaded.shares == raw["shares"]
+
+
+def test_the_reference_keeps_the_outlier_share_of_a_file_with_an_outlier_score(tmp_path, processed_dir):
+    path = build_model(tmp_path / "scored.onnx", metadata=contract_metadata(outlier=outlier_metadata()),
+                       outlier_score=True, embedding_dims=8)  # fmt: skip
+    raw = json.loads(reference.write(path, data_dir=processed_dir).read_text())
+    images = np.load(processed_dir / "test_images.npy")[::2]
+    bottom = images[:, 16:].reshape(len(images), -1).mean(axis=1) * 10 / 255  # the tiny model's score
+    assert raw["shares"]["outlier"] == pytest.approx(float(np.mean(bottom > OUTLIER_THRESHOLD)), abs=1e-3)
+    assert load(tmp_path / plog.REFERENCE_FILE).shares == raw["shares"]
 
 
 def test_the_shipped_reference_belongs_to_the_shipped_model():

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract.model_file import OUTLIER_SCORE_NAME
 from contract.paths import PROJECT_ROOT
 from monitor import robustness, robustness_report
 from monitor.corruptions import CORRUPTIONS
 from monitor.robustness import EXIT_OK, EXIT_REFUSED, gate, load_test_set, measure, stratified_subset
 from monitor.upload_path import PHOTO_SIZES, photo_jpeg, photo_name, through_service
 from serve.model import load_model
-from tests.serve.tiny_model import LABELS, build_model
+from tests.serve.tiny_model import LABELS, OUTLIER_THRESHOLD, build_model, contract_metadata, outlier_metadata
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,30 @@ def test_the_table_has_every_corruption_at_every_level_and_the_upload_path(table
     assert table["upload"]["photo_4000x3000"]["images"] == 10
     assert table["version"] == "0123abcd"
     json.dumps(table)  # it goes into the card
+
+
+def test_a_file_without_an_outlier_score_has_no_flagged_shares(table):
+    assert table["clean_flagged"] is None
+    assert all(row["flagged"] == [None] * len(row["levels"]) for row in table["corruptions"].values())
+    assert "Flagged as none of the ten" not in robustness_report.markdown(table, robustness.worst(table))
+
+
+def test_the_flagged_share_of_every_cell_is_the_outlier_flag_on_the_corrupted_pictures(tmp_path, test_set):
+    """The tiny score is the bottom half's brightness: brightening pictures must raise the share flagged."""
+    path = build_model(tmp_path / "scored.onnx", metadata=contract_metadata(outlier=outlier_metadata()),
+                       outlier_score=True)  # fmt: skip
+    model = load_model(path)
+    scored = measure(model, *test_set, count=20, photos=10)
+    images, truth = test_set
+    chosen = stratified_subset(truth, 20, seed=0)
+    (scores,) = model.outputs([OUTLIER_SCORE_NAME], images[chosen])
+    assert scored["clean_flagged"] == pytest.approx(float((scores > OUTLIER_THRESHOLD).mean()), abs=1e-4)
+    for row in scored["corruptions"].values():
+        assert len(row["flagged"]) == len(row["levels"])
+        assert all(0 <= share <= 1 for share in row["flagged"])
+    brighter = scored["corruptions"]["brighter"]["flagged"]
+    assert brighter[-1] >= brighter[0]
+    assert "Flagged as none of the ten (clean: " in robustness_report.markdown(scored, robustness.worst(scored))
 
 
 def test_the_same_model_and_images_give_the_same_table(tiny, test_set, table):

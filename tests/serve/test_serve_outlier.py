@@ -75,6 +75,15 @@ def test_the_prediction_log_keeps_the_flag(make_client, outlier_model_path, enco
     assert json.loads(log_path.read_text().splitlines()[0])["outlier"] is True
 
 
+def test_the_metrics_count_the_flagged_answers(make_client, outlier_model_path, encode):
+    client = make_client(model_path=outlier_model_path)
+    for bottom in ((255, 255, 255), (0, 0, 0), (250, 250, 250)):
+        client.post("/classify", content=encode(half_and_half((255, 0, 0), bottom), "PNG"))
+    exposition = client.get("/metrics").text
+    assert "serve_prediction_outliers_total 2.0" in exposition
+    assert 'serve_predictions_total{label="airplane"} 3.0' in exposition
+
+
 def test_the_openapi_answer_names_the_fields(client):
     schema = client.get("/openapi.json").json()["components"]["schemas"]["Classification"]
     assert {"outlier", "outlier_score"} <= set(schema["required"])
