@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from scipy.special import expit, logit, softmax
 
 from contract import model_file
 from export import calibration, outlier_score, trust
@@ -75,6 +76,31 @@ def features_model(width: int) -> onnx.ModelProto:
         [weights],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_a_lowered_top_score_never_falls_below_the_second():
+    """Platt scaling that lowers the top score (slope < 1, intercept < 0) would reorder close answers; the fold keeps
+    the top score just above the tie, in numpy and in the graph alike."""
+    rng = np.random.default_rng(2)
+    raw = rng.normal(0, 1, (500, 10)).astype(np.float32)
+    raw[:, 1] = raw[:, 0] - rng.uniform(0, 0.3, 500).astype(np.float32)  # a close second
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Identity", ["raw"], [model_file.OUTPUT_NAME])], "logits_only",
+        [helper.make_tensor_value_info("raw", TensorProto.FLOAT, ["N", 10])],
+        [helper.make_tensor_value_info(model_file.OUTPUT_NAME, TensorProto.FLOAT, ["N", 10])],
+    ), opset_imports=[helper.make_opsetid("", 18)])  # fmt: skip
+    lowering = calibration.Calibration(temperature=1.0, slope=0.3, intercept=-2.0)
+    calibration.fold(model, lowering)
+    onnx.checker.check_model(model, full_check=True)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run([model_file.OUTPUT_NAME], {"raw": raw})
+    graph = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(graph, lowering.probabilities(raw), atol=2e-5)
+    assert np.array_equal(graph.argmax(1), raw.argmax(1))
+    platt_alone = expit(0.3 * logit(softmax(raw.astype(np.float64), axis=1).max(1)) - 2.0)
+    assert (platt_alone < np.sort(softmax(raw.astype(np.float64), axis=1), axis=1)[:, -2]).any()  # it would reorder
 
 
 def test_the_graph_score_is_the_numpy_score():
