@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time Google Cloud setup for the deploy (docs/deploy.md): the Artifact Registry repository, the service
-# accounts and their roles, Workload Identity Federation for GitHub Actions, the Cloud Build source bucket and the
-# DVC bucket. Run it once per project, as a project owner, with gcloud logged in:
+# accounts and their roles, the feedback key in Secret Manager, Workload Identity Federation for GitHub Actions, the
+# Cloud Build source bucket and the DVC bucket. Run it once per project, as a project owner, with gcloud logged in:
 #
 #   PROJECT_ID=your-project GITHUB_REPO=owner/cifar-classifier cloudbuilds/setup-gcp.sh
 #
@@ -17,6 +17,7 @@ REPOSITORY="${REPOSITORY:-cifar-classifier}"         # _REPOSITORY
 SERVE_SERVICE="${SERVE_SERVICE:-cifar-serve}"        # _SERVE_SERVICE: also its runtime service account's name
 SITE_SERVICE="${SITE_SERVICE:-cifar-site}"           # _SITE_SERVICE: likewise
 DVC_BUCKET="${DVC_BUCKET:-cifar-classifier-dvc}"     # remote "gcs" in .dvc/config: gs://cifar-classifier-dvc/store
+FEEDBACK_SECRET="${FEEDBACK_SECRET:-feedback-key}"   # _FEEDBACK_SECRET: Secret Manager secret, FEEDBACK_KEY of serve
 POOL=github                                          # the Workload Identity pool and its provider
 GITHUB_ENVIRONMENT=production                        # the environment of .github/workflows/deploy.yml
 
@@ -51,15 +52,27 @@ SOURCE_BUCKET="gs://${PROJECT_ID}_cloudbuild"
 
 step "APIs"
 gcloud services enable run.googleapis.com cloudbuild.googleapis.com artifactregistry.googleapis.com \
-  iam.googleapis.com iamcredentials.googleapis.com sts.googleapis.com storage.googleapis.com
+  iam.googleapis.com iamcredentials.googleapis.com sts.googleapis.com storage.googleapis.com \
+  secretmanager.googleapis.com
 
 step "Artifact Registry repository $REPOSITORY in $REGION"
 gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" >/dev/null 2>&1 ||
   gcloud artifacts repositories create "$REPOSITORY" --repository-format=docker --location="$REGION"
 
-step "Cloud Run runtime identities (no role at all: the containers need nothing from the project)"
+step "Cloud Run runtime identities (no project role: the serve one reads one secret, the site nothing)"
 ensure_service_account "$SERVE_SERVICE" "Cloud Run runtime: $SERVE_SERVICE"
 ensure_service_account "$SITE_SERVICE" "Cloud Run runtime: $SITE_SERVICE"
+
+step "Secret $FEEDBACK_SECRET: the key that signs feedback tokens, shared by every instance of $SERVE_SERVICE"
+# 32 random bytes, base64 (44 characters): FEEDBACK_KEY at deploy (cloudbuild.yaml: --set-secrets). Rotation adds a
+# version "NEW,OLD" and, one FEEDBACK_WINDOW_S later, a version "NEW" (docs/deploy.md, "The feedback key").
+gcloud secrets describe "$FEEDBACK_SECRET" >/dev/null 2>&1 || {
+  gcloud secrets create "$FEEDBACK_SECRET" --replication-policy=automatic
+  head -c 32 /dev/urandom | base64 | tr -d '\n' | gcloud secrets versions add "$FEEDBACK_SECRET" --data-file=-
+}
+gcloud secrets add-iam-policy-binding "$FEEDBACK_SECRET" \
+  --member="serviceAccount:$SERVE_SERVICE@$PROJECT_ID.iam.gserviceaccount.com" \
+  --role=roles/secretmanager.secretAccessor >/dev/null
 
 step "Cloud Build's identity: push images, deploy to Cloud Run, act as the runtime accounts, write logs"
 ensure_service_account cloud-build-deploy "Cloud Build: build and deploy"

@@ -12,12 +12,15 @@ A prediction line (docs/monitoring.md lists each field):
     {"log_version": 1, "kind": "prediction", "severity": "INFO", "message": "...", "time": "...Z",
      "request_id": "...", "model": {"name": ..., "version": ...}, "label": ..., "score": ..., "top_k": [...],
      "outlier": true | false | null, "outlier_score": <number> | null,            <- null if the model has no score
+     "input_digest": "<32 hex>",                          <- contract.feedback_token.input_digest of the model input
      "latency_ms": ..., "upload": {"format", "width", "height", "bytes"},
      "input": {"mean_r", ..., "sharpness"}, "embedding": [32 floats]}            <- embedding only if the model has one
 A feedback line:
     {"log_version": 1, "kind": "feedback", "severity": "INFO", "message": "...", "time": "...Z",
      "request_id": "...", "label": <the person's label or "none_of_these">, "predicted": <label or null>,
-     "verdict": "right" | "wrong" | "none_of_these", "share_thumbnail": bool, "thumbnail": <base64 PNG, consent only>}
+     "verdict": "right" | "wrong" | "none_of_these", "model_version": <the answering model's>,
+     "input_digest": <the answer's, from its token>, "token": <the answer's feedback token>,
+     "share_thumbnail": bool, "thumbnail": <base64 PNG, consent only>}
 """
 
 from __future__ import annotations
@@ -192,6 +195,7 @@ def build_prediction(
     embedding: Sequence[float] | None = None,
     outlier: bool | None = None,
     outlier_score: float | None = None,
+    input_digest: str | None = None,
     time: str | None = None,
 ) -> dict[str, Any]:
     """One prediction line (`outlier` and `outlier_score` null when the model has no outlier score).
@@ -210,6 +214,7 @@ def build_prediction(
         "top_k": [{"label": item["label"], "score": round(float(item["score"]), SCORE_DIGITS)} for item in top_k],
         "outlier": None if outlier is None else bool(outlier),
         "outlier_score": None if outlier_score is None else round(float(outlier_score), SCORE_DIGITS),
+        "input_digest": input_digest,
         "latency_ms": round(float(latency_ms), 3),
         "upload": {key: upload.get(key) for key in ("format", "width", "height", "bytes")},
         "input": {key: float(summary[key]) for key in FEATURES},
@@ -240,6 +245,8 @@ def build_feedback(
     thumbnail: str | None = None,
     share_thumbnail: bool = False,
     model_version: str | None = None,
+    input_digest: str | None = None,
+    token: str | None = None,
     time: str | None = None,
 ) -> dict[str, Any]:
     """One feedback line. `thumbnail` (base64 PNG of the 32x32 model input) is written only with share_thumbnail.
@@ -258,6 +265,8 @@ def build_feedback(
         "predicted": predicted,
         "verdict": said,
         "model_version": model_version,
+        "input_digest": input_digest,
+        "token": token,
         "share_thumbnail": bool(share_thumbnail and thumbnail),
     }
     if share_thumbnail and thumbnail:
@@ -386,6 +395,7 @@ def _prediction_fields(payload: dict[str, Any]) -> dict[str, Any]:
         "top_k": top_k,
         "outlier": _boolean(payload.get("outlier")),
         "outlier_score": _number(payload.get("outlier_score")),
+        "input_digest": _text(payload.get("input_digest")),
         "latency_ms": _number(payload.get("latency_ms")),
         "upload": {
             "format": _text(upload.get("format")),
@@ -408,6 +418,8 @@ def _feedback_fields(payload: dict[str, Any]) -> dict[str, Any]:
         "predicted": _text(payload.get("predicted")),
         "verdict": said,
         "model_version": _text(payload.get("model_version")),
+        "input_digest": _text(payload.get("input_digest")),
+        "token": _text(payload.get("token")),
         "share_thumbnail": bool(share),
         "thumbnail": thumbnail if share and valid_thumbnail else None,
     }

@@ -1,4 +1,5 @@
-"""python -m monitor drift|harvest: check the prediction log for drift; harvest consented corrections.
+"""python -m monitor drift|harvest|approve: check the prediction log for drift; harvest consented corrections that
+check out into a review folder; approve what a person reviewed into the training dataset.
 
 Exit codes of `drift`: 0 compared (drift or not, unless --fail-on-drift); 1 drift found with --fail-on-drift;
 2 unusable arguments, log file or reference; 3 the window holds no prediction lines (the report says so).
@@ -8,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
+from contract import feedback_token
 from contract import prediction_log as plog
 from monitor import drift, harvest, logs, report
 from monitor.reference import DEFAULT_REFERENCE, ReferenceError, load
 
 EXIT_OK, EXIT_DRIFT, EXIT_USAGE, EXIT_EMPTY = 0, 1, 2, 3
+DATASET_DIR, REVIEW_DIR = Path("data/feedback"), Path("data/feedback-review")
 SINKS = """Logs: JSONL files (.gz too, `-` for stdin): the service's own lines (PREDICTION_LOG), or a BigQuery export
 of a Cloud Logging sink, one row per line with the service's line under `jsonPayload` (docs/monitoring.md)."""
 
@@ -63,12 +67,25 @@ def run_drift(args: argparse.Namespace) -> int:
 def run_harvest(args: argparse.Namespace) -> int:
     try:
         labels = load(args.reference).labels
-        summary = harvest.harvest(args.logs, args.out, labels)
-    except (ReferenceError, logs.LogError) as exc:
+        raw_keys = os.environ.get(args.key_env, "").strip()
+        keys = feedback_token.parse_keys(raw_keys) if raw_keys else ()
+        summary = harvest.harvest(args.logs, args.review, args.out, labels, keys)
+    except (ReferenceError, logs.LogError, harvest.HarvestError, ValueError) as exc:
         print(f"monitor harvest: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps(summary, indent=2))
-    print(f"next: dvc add {args.out} && git add {args.out}.dvc  (docs/monitoring.md)")
+    print(json.dumps({key: value for key, value in summary.items() if key != "items"}, indent=2))
+    print(f"next: review the pictures in {args.review} (summary.md), then `python -m monitor approve`")
+    return EXIT_OK
+
+
+def run_approve(args: argparse.Namespace) -> int:
+    try:
+        result = harvest.approve(args.review, args.out)
+    except harvest.HarvestError as exc:
+        print(f"monitor approve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(result, indent=2))
+    print(f"next: dvc add {args.out} && git add {args.out}.dvc  (a new dataset version; docs/monitoring.md)")
     return EXIT_OK
 
 
@@ -87,11 +104,18 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--fail-on-drift", action="store_true", help="exit 1 when drift is found")
     check.set_defaults(run=run_drift)
 
-    reap = commands.add_parser("harvest", help="consented, labelled thumbnails -> an image-folder dataset")
-    reap.add_argument("logs", nargs="+", help="log files (JSONL, .gz, or - for stdin)")
-    reap.add_argument("--out", type=Path, default=Path("data/feedback"), help="dataset folder")
+    reap = commands.add_parser("harvest", help="corrections that check out -> a review folder", epilog=harvest.__doc__)
+    reap.add_argument("logs", nargs="+", help="log files (JSONL, .gz, or - for stdin): predictions and feedback")
+    reap.add_argument("--review", type=Path, default=REVIEW_DIR, help="the review folder it writes")
+    reap.add_argument("--out", type=Path, default=DATASET_DIR, help="the dataset (requests already in it are skipped)")
     reap.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="reference.json (for the labels)")
+    reap.add_argument("--key-env", default="FEEDBACK_KEY", help="re-check tokens with the keys in this variable")
     reap.set_defaults(run=run_harvest)
+
+    accept = commands.add_parser("approve", help="the reviewed pictures -> the training dataset")
+    accept.add_argument("--review", type=Path, default=REVIEW_DIR, help="the review folder")
+    accept.add_argument("--out", type=Path, default=DATASET_DIR, help="the dataset folder")
+    accept.set_defaults(run=run_approve)
     return main
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TextIO
@@ -18,9 +19,11 @@ from contract.prediction_log import VERDICTS
 from serve.batching import MicroBatcher
 from serve.draining import CutUploadsOnStop, Stopping
 from serve.errors import EXCEPTION_HANDLERS
+from serve.feedback import FeedbackKeys
 from serve.metrics import Metrics, MetricsMiddleware
 from serve.model import LoadedModel, load_configured
 from serve.prediction_log import PredictionLog
+from serve.rate_limit import RateLimiter
 from serve.request_ids import HEADER as REQUEST_ID_HEADER
 from serve.request_ids import RequestIdMiddleware
 from serve.routes import ROUTES
@@ -38,6 +41,17 @@ HTMX_HEADERS = (
     "HX-Boosted",
     "HX-Prompt",
 )
+
+
+def feedback_signing_keys(settings: Settings) -> tuple[bytes, ...]:
+    """FEEDBACK_KEY's keys; unset (never on Cloud Run: Settings refuses), a random key of this process alone."""
+    if settings.feedback_keys:
+        return settings.feedback_keys
+    log.warning(
+        "FEEDBACK_KEY is unset: feedback tokens are signed with a random key of this process; feedback to answers "
+        "from before a restart, or from another instance, will be refused"
+    )
+    return (secrets.token_bytes(32),)
 
 
 def create_app(settings: Settings, *, model: LoadedModel | None = None, log_sink: TextIO | None = None) -> Starlette:
@@ -70,6 +84,8 @@ def create_app(settings: Settings, *, model: LoadedModel | None = None, log_sink
     app.state.spin_switch = None  # ORT_SPINNING=auto (serve/spinning.py), set by the lifespan
     app.state.ready = False
     app.state.outputs = []  # the model's outputs each answer reads (LoadedModel.answer_outputs), set by the lifespan
+    app.state.feedback = FeedbackKeys(feedback_signing_keys(settings), settings.feedback_window_s)
+    app.state.feedback_limiter = RateLimiter(settings.feedback_per_minute, settings.feedback_burst)
     app.state.prediction_log = None
     if settings.prediction_log or log_sink is not None:
         app.state.prediction_log = PredictionLog(

@@ -20,6 +20,9 @@ ERROR_TITLES = {
     "bad_request_id": "The answer's id is not valid",
     "unknown_label": "That is not one of the model's labels",
     "bad_thumbnail": "The shared picture is not the one the model saw",
+    "bad_token": "This answer cannot take feedback",
+    "feedback_expired": "This answer is too old for feedback",
+    "too_much_feedback": "Too much feedback at once",
     "not_found": "Not found",
     "method_not_allowed": "Method not allowed",
     "http_error": "The request failed",  # a status Starlette raised that serve.errors has no code of its own for

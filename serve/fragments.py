@@ -77,6 +77,7 @@ def _feedback_form(result: dict, labels: Sequence[str], with_thumbnail: bool) ->
     )
     return (
         f'<form class="feedback" data-request-id="{escape(result.get("request_id", ""))}" '
+        f'data-token="{escape(result.get("feedback_token", ""))}" '
         f'data-predicted="{escape(result["label"])}"><fieldset><legend>Is this right?</legend> '
         '<div class="feedback-choices"><button type="submit" class="button feedback-yes" value="right">Yes</button> '
         '<span class="feedback-no"><label for="feedback-label">No, it’s a</label> '

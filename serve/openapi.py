@@ -27,7 +27,7 @@ _SCORE = {
 }
 _CLASSIFICATION = {
     "type": "object",
-    "required": ["label", "score", "top_k", "outlier", "outlier_score", "model", "request_id"],
+    "required": ["label", "score", "top_k", "outlier", "outlier_score", "model", "request_id", "feedback_token"],
     "properties": {
         "label": {"type": "string"},
         "score": {"type": "number", "minimum": 0, "maximum": 1},
@@ -51,17 +51,23 @@ _CLASSIFICATION = {
             "type": "string",
             "description": "this answer's id (also the X-Request-ID header), for POST /feedback",
         },
+        "feedback_token": {
+            "type": "string",
+            "description": "signed by the service for this answer: POST /feedback takes it as `token`, within "
+            "FEEDBACK_WINDOW_S (an hour by default)",
+        },
     },
 }
 _FEEDBACK = {
     "type": "object",
-    "required": ["request_id", "label"],
+    "required": ["request_id", "token", "label"],
     "additionalProperties": False,
     "properties": {
         "request_id": {"type": "string", "pattern": REQUEST_ID_PATTERN.pattern, "description": "the answer's"},
+        "token": {"type": "string", "description": "the answer's `feedback_token`"},
         "label": {"type": "string", "description": f"what the picture shows: one of the model's labels, or {NONE}"},
-        "predicted": {"type": ["string", "null"], "description": "the answer's label: right when it equals `label`"},
-        "correct": {"type": ["boolean", "null"], "description": "whether the answer was right, without `predicted`"},
+        "predicted": {"type": ["string", "null"], "description": "the answer's label, when given must be the token's"},
+        "correct": {"type": ["boolean", "null"], "description": "ignored: the token says what was answered"},
         "share_thumbnail": {"type": "boolean", "default": False, "description": "consent to keep the thumbnail"},
         "thumbnail": {
             "type": "string",
@@ -220,8 +226,9 @@ def openapi_spec() -> dict[str, Any]:
     feedback = {
         "summary": "Say whether an answer was right",
         "description": (
-            "A person's verdict on one answer (by its `request_id`), with the thumbnail the model saw only if they "
-            "consent. Stateless: an unknown or repeated id is accepted; each is written to the prediction log."
+            "A person's verdict on one answer (by its `request_id` and its `feedback_token`), with the thumbnail the "
+            "model saw only if they consent (it must be that picture). Written to the prediction log; harvest keeps "
+            "the first per answer. Limited per client (FEEDBACK_PER_MINUTE, FEEDBACK_BURST)."
         ),
         "requestBody": {
             "required": True,
@@ -234,12 +241,19 @@ def openapi_spec() -> dict[str, Any]:
                 "request_id (`bad_request_id`), a body that cannot be read (`bad_request`)"
             ),
             "408": _error("the body did not arrive in time (`body_timeout`)"),
+            "403": _error(
+                "a token that is not this answer's (`bad_token`): another request id or label, altered, or not made "
+                "by this service"
+            ),
+            "410": _error("the answer is older than FEEDBACK_WINDOW_S (`feedback_expired`)"),
             "413": _error(f"body over {FEEDBACK_MAX_BYTES} bytes (`body_too_large`)"),
             "415": _error("not `Content-Type: application/json` (`not_json`)"),
             "422": _error(
                 "a label or predicted label that is not one of the model's (`unknown_label`); with consent, a "
-                "thumbnail that is not a PNG of the model's input size (`bad_thumbnail`)"
+                "thumbnail that is not a PNG of the model's input size, or not the picture the model saw "
+                "(`bad_thumbnail`)"
             ),
+            "429": _error("too much feedback from this client (`too_much_feedback`); `Retry-After` says when", True),
             "503": _error("the model is loading (`not_ready`); the bodies in memory are full (`overloaded`)", True),
         },
     }

@@ -50,6 +50,7 @@ class Prediction:
     upload: dict[str, Any]  # format, width, height, bytes
     pixels: np.ndarray  # the model's uint8 [H, W, 3] input: summarised, never written
     embedding: np.ndarray | None  # the model's `embedding` row, when it has that output
+    input_digest: str | None = None  # contract.feedback_token.input_digest(pixels), which the answer's token signs
 
 
 def prediction_lines(records: list[Prediction]) -> list[dict[str, Any]]:
@@ -68,6 +69,7 @@ def prediction_lines(records: list[Prediction]) -> list[dict[str, Any]]:
             top_k=record.result["top_k"],
             outlier=record.result.get("outlier"),
             outlier_score=record.result.get("outlier_score"),
+            input_digest=record.input_digest,
             latency_ms=record.latency_ms,
             upload=record.upload,
             summary=summary,

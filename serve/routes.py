@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from contract import prediction_log as plog
+from contract.feedback_token import input_digest
 from contract.model_file import EMBEDDING_NAME, OUTLIER_SCORE_NAME, OUTPUT_NAME
 from serve.batching import NotRunning, Overloaded
 from serve.decode_budget import decode_budget, decode_in_thread
@@ -90,14 +91,18 @@ async def classify(request: Request) -> Response:
     )
     embedding = row.get(EMBEDDING_NAME)
     result["request_id"] = request.state.request_id
+    digest = input_digest(pixels)
+    result["feedback_token"] = state.feedback.mint(result["request_id"], model.version, result["label"], digest)
     latency_ms = (perf_counter() - received) * 1000
-    record_prediction(state, result, pixels, embedding, latency_ms, facts | {"bytes": len(data)})
+    record_prediction(state, result, pixels, embedding, latency_ms, facts | {"bytes": len(data)}, digest)
     if wants_html(request):
         return HTMLResponse(result_fragment(result, labels=model.labels, thumbnail=thumbnail_base64(pixels)))
     return JSONResponse(result)
 
 
-def record_prediction(state: State, result: dict, pixels, embedding, latency_ms: float, upload: dict) -> None:
+def record_prediction(
+    state: State, result: dict, pixels, embedding, latency_ms: float, upload: dict, digest: str
+) -> None:
     """The answer's metrics, and its line handed to the prediction log's writer (never waited for)."""
     state.metrics.predictions.labels(result["label"]).inc()
     state.metrics.confidence.observe(result["score"])
@@ -117,6 +122,7 @@ def record_prediction(state: State, result: dict, pixels, embedding, latency_ms:
             upload=upload,
             pixels=pixels,
             embedding=embedding,
+            input_digest=digest,
         )
     )
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from contract import feedback_token
+
 T = TypeVar("T")
 
 # The shipped model lives at <repo>/shipped/; computed from this package so it also holds in the image (/app).
@@ -90,6 +92,18 @@ class Settings:
     # Lines waiting for the log's writer thread; past it a line is dropped and counted, never waited for. 2048 lines
     # hold about 14 MB (the 32x32 input and the embedding of each) and cover a 4-s stall of the sink at 500 req/s.
     prediction_log_queue: int = 2048
+    # The HMAC keys of the feedback tokens (contract/feedback_token.py), from FEEDBACK_KEY: comma-separated, the signing
+    # key first, then the previous one, kept for one FEEDBACK_WINDOW_S after a rotation. Empty: a random key per start
+    # (create_app says so once), which only a single local process can live with; on Cloud Run the start fails.
+    feedback_keys: tuple[bytes, ...] = ()
+    feedback_window_s: float = 3600.0  # how long after an answer its feedback is accepted
+    # Feedback allowed per client: a bucket of FEEDBACK_BURST refilled at FEEDBACK_PER_MINUTE (serve/rate_limit.py).
+    # A person answers once per picture, a few a minute at most; 2,000 forged corrections took 1.9 s before the limit.
+    feedback_per_minute: float = 30.0
+    feedback_burst: int = 20
+    # Cloud Run sets K_SERVICE: stdout is the logging pipe, FEEDBACK_KEY is required, and the client is the right-most
+    # X-Forwarded-For entry (serve/rate_limit.py says why that one).
+    on_cloud_run: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +127,17 @@ class Settings:
         engine = get("ENGINE", str.lower, cls.engine)
         if engine not in ENGINES:
             raise SettingsError(f"ENGINE={engine!r} is not one of {', '.join(ENGINES)}")
+        on_cloud_run = bool(env.get("K_SERVICE"))
+        raw_keys = env.get("FEEDBACK_KEY", "").strip()
+        if not raw_keys and on_cloud_run:
+            raise SettingsError(
+                "FEEDBACK_KEY is unset on Cloud Run: mount the feedback-key secret (cloudbuilds/setup-gcp.sh), which "
+                "every instance shares, or feedback answered by one instance is refused by the others"
+            )
+        try:
+            feedback_keys = feedback_token.parse_keys(raw_keys) if raw_keys else ()
+        except ValueError as exc:
+            raise SettingsError(f"FEEDBACK_KEY: {exc}") from None
         origins = tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",") if o.strip())
         return cls(
             host=get("HOST", str, cls.host),
@@ -139,6 +164,11 @@ class Settings:
             header_timeout_s=get("HEADER_TIMEOUT_S", float, cls.header_timeout_s, minimum=0.001),
             shutdown_grace_s=get("SHUTDOWN_GRACE_S", float, cls.shutdown_grace_s, minimum=0),
             log_level=log_level,
-            prediction_log=env.get("PREDICTION_LOG", "-" if env.get("K_SERVICE") else "").strip(),
+            prediction_log=env.get("PREDICTION_LOG", "-" if on_cloud_run else "").strip(),
             prediction_log_queue=get("PREDICTION_LOG_QUEUE", int, cls.prediction_log_queue, minimum=1),
+            feedback_keys=feedback_keys,
+            feedback_window_s=get("FEEDBACK_WINDOW_S", float, cls.feedback_window_s, minimum=1),
+            feedback_per_minute=get("FEEDBACK_PER_MINUTE", float, cls.feedback_per_minute, minimum=0.001),
+            feedback_burst=get("FEEDBACK_BURST", int, cls.feedback_burst, minimum=1),
+            on_cloud_run=on_cloud_run,
         )

@@ -32,8 +32,9 @@ def thumbnail_base64(pixels: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def checked_thumbnail(text: object, size: tuple[int, int]) -> str:
-    """A thumbnail from a client -> the same pixels re-encoded (base64 PNG), or BadThumbnail. `size` is (H, W)."""
+def checked_thumbnail(text: object, size: tuple[int, int]) -> np.ndarray:
+    """A thumbnail from a client -> its pixels (uint8 [H, W, 3]), or BadThumbnail. `size` is (H, W). Log them only
+    re-encoded (thumbnail_base64), so nothing of the client's file but the pixels reaches the log."""
     if not isinstance(text, str):
         raise BadThumbnail("`thumbnail` must be a string: the base64 PNG of the picture the model saw")
     if text.startswith(DATA_URL_PREFIX):
@@ -57,4 +58,4 @@ def checked_thumbnail(text: object, size: tuple[int, int]) -> str:
         raise
     except Exception as exc:  # Pillow raises many types for a broken PNG
         raise BadThumbnail(f"`thumbnail` could not be decoded ({type(exc).__name__})") from None
-    return thumbnail_base64(pixels)
+    return pixels

@@ -313,6 +313,7 @@
     var consent = box.querySelector('input[name="share_thumbnail"]');
     var payload = {
       request_id: box.getAttribute('data-request-id'),
+      token: box.getAttribute('data-token'),
       label: label,
       predicted: predicted,
       share_thumbnail: Boolean(consent && consent.checked),

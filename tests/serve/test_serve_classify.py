@@ -20,8 +20,8 @@ FORMATS = [
 
 
 def check_answer(body: dict, label: str) -> None:
-    # request_id: for POST /feedback; outlier and outlier_score: null, the tiny model has no outlier score
-    assert set(body) == {"label", "score", "top_k", "outlier", "outlier_score", "model", "request_id"}
+    # request_id and feedback_token: for POST /feedback; outlier and outlier_score: null, the tiny model has no score
+    assert set(body) == {"label", "score", "top_k", "outlier", "outlier_score", "model", "request_id", "feedback_token"}
     assert body["outlier"] is None
     assert body["outlier_score"] is None
     assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])  # a new one: the request sent none

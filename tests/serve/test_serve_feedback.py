@@ -1,6 +1,7 @@
-"""POST /feedback against the real app: 202 and one "feedback" line per reply (the thumbnail only with consent),
-the verdict counted; unknown labels 422, malformed ids 400, bad thumbnails 422, the body limit 413; stateless, so an
-unknown or repeated request id is accepted; the site may post it cross-origin as JSON."""
+"""POST /feedback against the real app: 202 and one "feedback" line per reply with its answer's token (the thumbnail
+only with consent, and only the picture the model saw), the verdict counted; unknown labels 422, malformed ids 400,
+bad thumbnails 422, the body limit 413; the site may post it cross-origin as JSON. The tokens themselves, the key
+settings and the rate limit: tests/serve/test_serve_feedback_tokens.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 
 from contract import prediction_log as plog
+from contract.feedback_token import input_digest
 from serve.feedback import FEEDBACK_MAX_BYTES
 from tests.serve.test_serve_endpoints import metric
 
@@ -49,7 +51,20 @@ def lines_after_close(client, log_path: Path) -> list[dict]:
     return [json.loads(line) for line in log_path.read_text().splitlines()]
 
 
-def post(client, body, **headers):
+BLANK = np.zeros((32, 32, 3), dtype=np.uint8)
+
+
+def signed(client, body: dict, seen: np.ndarray = BLANK) -> dict:
+    """The body with the token the service mints for an answer `predicted` (airplane when absent) of `seen`."""
+    state = client.app.state
+    label = body.get("predicted") or "airplane"
+    return {**body, "token": state.feedback.mint(body["request_id"], state.model.version, label, input_digest(seen))}
+
+
+def post(client, body, *, seen: np.ndarray = BLANK, sign: bool = True, **headers):
+    """POST /feedback, with the answer's token unless the body has one, or sign is False."""
+    if sign and isinstance(body, dict) and isinstance(body.get("request_id"), str) and "token" not in body:
+        body = signed(client, body, seen)
     return client.post("/feedback", content=json.dumps(body), headers={"Content-Type": "application/json", **headers})
 
 
@@ -72,8 +87,10 @@ def test_a_reply_is_accepted_counted_and_logged(logged, log_path, body, verdict)
     assert line["kind"] == "feedback"
     assert line["severity"] == "INFO"
     assert (line["request_id"], line["label"], line["verdict"]) == ("r-1", body["label"], verdict)
-    assert line["predicted"] == body.get("predicted")
+    assert line["predicted"] == body.get("predicted", "airplane")  # what the token says was answered
     assert line["model_version"] == "0123abcd"
+    assert line["input_digest"] == input_digest(BLANK)
+    assert line["token"]
     assert line["share_thumbnail"] is False
     assert "thumbnail" not in line
 
@@ -81,9 +98,9 @@ def test_a_reply_is_accepted_counted_and_logged(logged, log_path, body, verdict)
 def test_the_thumbnail_is_kept_only_with_consent(logged, log_path, pixels):
     thumbnail = png_base64(pixels)
     base = {"request_id": "r-2", "label": "cat", "predicted": "airplane", "thumbnail": thumbnail}
-    assert post(logged, base).status_code == 202  # sent, but no consent: not even read
-    assert post(logged, {**base, "share_thumbnail": False}).status_code == 202
-    assert post(logged, {**base, "share_thumbnail": True}).status_code == 202
+    assert post(logged, base, seen=pixels).status_code == 202  # sent, but no consent: not even read
+    assert post(logged, {**base, "share_thumbnail": False}, seen=pixels).status_code == 202
+    assert post(logged, {**base, "share_thumbnail": True}, seen=pixels).status_code == 202
     without, still_without, shared = lines_after_close(logged, log_path)
     assert "thumbnail" not in without
     assert "thumbnail" not in still_without
@@ -96,20 +113,22 @@ def test_the_thumbnail_is_kept_only_with_consent(logged, log_path, pixels):
 def test_the_thumbnail_of_a_classify_answer_comes_back_as_it_was(logged, log_path, red_png):
     html = logged.post("/classify", content=red_png, headers={"HX-Request": "true", "X-Request-ID": "r-3"}).text
     thumbnail = re.search(r'src="data:image/png;base64,([^"]+)"', html)[1]
-    body = {"request_id": "r-3", "label": "cat", "predicted": "airplane", "share_thumbnail": True}
+    token = re.search(r'data-token="([^"]+)"', html)[1]
+    body = {"request_id": "r-3", "token": token, "label": "cat", "predicted": "airplane", "share_thumbnail": True}
     assert post(logged, {**body, "thumbnail": thumbnail}).status_code == 202
     assert post(logged, {**body, "thumbnail": "data:image/png;base64," + thumbnail}).status_code == 202  # the src
     prediction, *replies = lines_after_close(logged, log_path)
     assert prediction["kind"] == "prediction"
     assert prediction["request_id"] == "r-3"
     assert [reply["thumbnail"] for reply in replies] == [thumbnail, thumbnail]
+    assert [reply["input_digest"] for reply in replies] == [prediction["input_digest"]] * 2
 
 
-def test_unknown_and_repeated_request_ids_are_harmless(logged, log_path):
-    body = {"request_id": "never-answered-by-this-instance", "label": "dog", "predicted": "cat"}
+def test_a_repeated_reply_is_logged_again_for_harvest_to_judge(logged, log_path):
+    body = {"request_id": "r-4", "label": "dog", "predicted": "cat"}
     assert post(logged, body).status_code == 202
     assert post(logged, body).status_code == 202
-    assert len(lines_after_close(logged, log_path)) == 2  # harvest keeps one per request
+    assert len(lines_after_close(logged, log_path)) == 2  # harvest keeps the first per answer
 
 
 def test_feedback_without_a_log_is_still_accepted(client):
@@ -123,7 +142,6 @@ def test_feedback_without_a_log_is_still_accepted(client):
         {"request_id": "r", "label": "", "predicted": "cat"},
         {"request_id": "r", "label": ["cat"], "predicted": "cat"},
         {"request_id": "r", "label": "Cat", "predicted": "cat"},
-        {"request_id": "r", "label": "cat", "predicted": "unicorn"},
     ],
 )
 def test_an_unknown_label_is_422(client, body):
@@ -149,7 +167,7 @@ def test_a_malformed_request_id_is_400(client, request_id):
         json.dumps({"request_id": "r", "label": "cat", "predicted": "cat", "extra": 1}).encode(),
         json.dumps({"request_id": "r", "label": "cat", "correct": "yes"}).encode(),
         json.dumps({"request_id": "r", "label": "cat", "predicted": "cat", "share_thumbnail": "true"}).encode(),
-        json.dumps({"request_id": "r", "label": "cat"}).encode(),  # right or wrong: neither said
+        json.dumps({"request_id": "r", "label": "cat"}).encode(),  # no token
         b"\xff\xfe",
         b"[" * 10_000,  # deep nesting (within the size limit)
     ],
@@ -208,7 +226,7 @@ def test_a_shared_thumbnail_must_be_a_plain_png_of_the_models_input(client, pixe
     thumbnail = bad_thumbnails(pixels)[kind]
     if thumbnail is not None:
         body["thumbnail"] = thumbnail
-    response = post(client, body)
+    response = post(client, body, seen=pixels)
     assert response.status_code in (413, 422), response.text
     if response.status_code == 422:
         assert response.json()["error"] == "bad_thumbnail"
@@ -221,9 +239,20 @@ def test_other_png_modes_of_the_right_size_are_accepted(client, pixels):
     palette = Image.fromarray(pixels).convert("P")
     buffer = io.BytesIO()
     palette.save(buffer, "PNG")
-    for thumbnail in (png_base64(grey), base64.b64encode(buffer.getvalue()).decode()):
+    for seen, thumbnail in (
+        (np.repeat(grey[..., None], 3, axis=2), png_base64(grey)),
+        (np.asarray(palette.convert("RGB")), base64.b64encode(buffer.getvalue()).decode()),
+    ):
         body = {"request_id": "r", "label": "cat", "predicted": "dog", "share_thumbnail": True, "thumbnail": thumbnail}
-        assert post(client, body).status_code == 202
+        assert post(client, body, seen=seen).status_code == 202  # fmt: skip
+
+
+def test_a_shared_thumbnail_must_be_the_picture_the_model_saw(client, pixels):
+    body = {"request_id": "r", "label": "cat", "predicted": "dog", "share_thumbnail": True}
+    response = post(client, {**body, "thumbnail": png_base64(pixels)}, seen=BLANK)  # the answer was for BLANK
+    assert response.status_code == 422
+    assert response.json()["error"] == "bad_thumbnail"
+    assert "not the picture the model saw" in response.json()["detail"]
 
 
 def test_feedback_before_the_model_is_loaded_is_503(make_settings):
@@ -232,7 +261,7 @@ def test_feedback_before_the_model_is_loaded_is_503(make_settings):
     from serve.app import create_app
 
     client = TestClient(create_app(make_settings()))  # no lifespan run: no model
-    response = post(client, {"request_id": "r", "label": "cat", "predicted": "cat"})
+    response = post(client, {"request_id": "r", "label": "cat", "predicted": "cat"}, sign=False)
     assert response.status_code == 503
     assert response.json()["error"] == "not_ready"
 

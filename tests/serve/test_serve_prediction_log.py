@@ -101,10 +101,9 @@ def test_no_log_unless_configured(make_settings, client, red_png, tmp_path):
 
 def test_the_default_is_stdout_on_cloud_run():
     assert Settings.from_env({}).prediction_log == ""
-    assert Settings.from_env({"K_SERVICE": "cifar-serve"}).prediction_log == "-"
-    assert Settings.from_env({"K_SERVICE": "cifar-serve", "PREDICTION_LOG": "/tmp/p.jsonl"}).prediction_log == (
-        "/tmp/p.jsonl"
-    )
+    cloud_run = {"K_SERVICE": "cifar-serve", "FEEDBACK_KEY": "k" * 32}
+    assert Settings.from_env(cloud_run).prediction_log == "-"
+    assert Settings.from_env({**cloud_run, "PREDICTION_LOG": "/tmp/p.jsonl"}).prediction_log == "/tmp/p.jsonl"
     assert Settings.from_env({"PREDICTION_LOG_QUEUE": "8"}).prediction_log_queue == 8
 
 
@@ -186,6 +185,7 @@ def test_a_model_with_an_embedding_answers_as_one_without(make_client, embedding
     without = make_client(model_path=model_path).post("/classify", content=red_png).json()
     for body in (with_embedding, without):
         body.pop("request_id")
+        body.pop("feedback_token")  # each app signs with its own random key
     assert with_embedding == without
     assert not load_model(model_path, threads=1).has_embedding
 
@@ -268,7 +268,10 @@ def test_the_fragment_shows_exactly_the_models_input(client, encode):
 def test_the_fragment_asks_whether_the_answer_is_right(client, red_png):
     response = client.post("/classify", content=red_png, headers={"HX-Request": "true", "X-Request-ID": "req-1"})
     html = response.text
-    form = re.search(r'<form class="feedback" data-request-id="req-1" data-predicted="airplane">.*?</form>', html)
+    token = r'data-token="[\w.-]+"'  # the answer's feedback_token (tests/serve/test_serve_feedback_tokens.py)
+    form = re.search(
+        rf'<form class="feedback" data-request-id="req-1" {token} data-predicted="airplane">.*?</form>', html
+    )
     assert form is not None
     assert "<legend>Is this right?</legend>" in form[0]
     options = re.findall(r'<option value="([^"]*)">', form[0])

@@ -123,6 +123,7 @@ def test_a_correction_with_consent_becomes_training_data(
     assert response.value.status == 202
     sent = json.loads(response.value.request.post_data)
     assert sent["request_id"] == request_id
+    assert sent["token"]  # the answer's feedback_token, from the fragment
     assert (sent["label"], sent["predicted"], sent["share_thumbnail"]) == (correction, predicted, True)
     expect(page.locator("#result .feedback-status")).to_contain_text("picture the model saw")
     session.done("feedback-02-thanks")
@@ -135,16 +136,19 @@ def test_a_correction_with_consent_becomes_training_data(
     thumbnail = decode_png(line["thumbnail"])
     np.testing.assert_array_equal(thumbnail, decode_png(shown.split(",", 1)[1]))
 
-    # harvest finds it
-    dataset = tmp_path / "feedback"
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor", "harvest", str(prediction_log), "--out", str(dataset)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    # harvest finds it (its answer and token check out), a person approves it, and it is in the dataset
+    dataset, review = tmp_path / "feedback", tmp_path / "feedback-review"
+    for command in (["harvest", str(prediction_log)], ["approve"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "monitor", *command, "--review", str(review), "--out", str(dataset)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        if command[0] == "harvest":
+            assert '"kept": 1' in done.stdout, done.stdout
     harvested = dataset / correction / f"{request_id}.png"
     assert harvested.is_file(), done.stdout
     np.testing.assert_array_equal(decode_png(base64.b64encode(harvested.read_bytes()).decode()), thumbnail)
