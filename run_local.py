@@ -2,8 +2,9 @@
 
     python run_local.py [--port 8000] [--site-port 8080] [--model shipped/model.int8.onnx]
 
-`make run` runs this with the serving venv. The service (`python -m serve`) gets HOST=127.0.0.1, PORT and
-CORS_ORIGINS set to the site's origin; the site (site/server.py) gets the service's URL as API_URL.
+`make run` runs this with the serving venv. The service (`python -m serve`) gets HOST=127.0.0.1, PORT,
+CORS_ORIGINS set to the site's origin and PREDICTION_LOG=build/run/predictions.jsonl (answers and feedback; unless
+set); the site (site/server.py) gets the service's URL as API_URL.
 Environment: PORT, SITE_PORT, MODEL_PATH (flags win; other serve settings in the environment pass through).
 Ctrl-C or SIGTERM stops both.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
+PREDICTION_LOG = ROOT / "build" / "run" / "predictions.jsonl"  # `python -m monitor drift|harvest` reads it
 
 
 class Stop(Exception):
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     origins = f"{site_url},http://localhost:{args.site_port}"
 
     serve_env = dict(os.environ, HOST=HOST, PORT=str(args.port), CORS_ORIGINS=origins)
+    # Feedback is kept (and answered 202) only where there is a log: locally a file, unless the environment says.
+    serve_env.setdefault("PREDICTION_LOG", str(PREDICTION_LOG))
     if args.model:
         serve_env["MODEL_PATH"] = args.model
     site_env = dict(os.environ, API_URL=api_url)

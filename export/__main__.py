@@ -59,7 +59,9 @@ def export_checkpoint(
     robustness adds the served model's robustness table to the card, refused when its mean corrupted top-1
     is more than 1 pp below robustness_baseline's (a model card; export/robustness.py)."""
     loaded = checkpoint.load(ckpt_path)
-    training = loaded.training
+    training = dict(loaded.training)
+    if training.get("config"):
+        training["config"] = card.portable(training["config"])  # no path of this machine in the file or the card
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from contract import model_file
+from contract.paths import PROJECT_ROOT
 from export.atomic import atomic_path
 
 INTENDED_USE = (
@@ -20,6 +22,20 @@ FROM_METADATA = (
     model_file.MODEL_NAME, model_file.VERSION, model_file.CREATED, model_file.GIT_SHA, model_file.DATA_MD5,
     model_file.LABELS,
 )  # fmt: skip
+
+
+def portable(value: Any, root: Path = PROJECT_ROOT) -> Any:
+    """`value` (a training config) with no path of the machine it ran on: a path inside the repository becomes
+    relative to it, any other absolute path keeps its last part (".../name"). The card and GET /model show the
+    config to anyone; where a checkout lived is nobody's business and differs on every machine."""
+    if isinstance(value, dict):
+        return {key: portable(item, root) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable(item, root) for item in value]
+    if isinstance(value, str) and value.startswith("/"):
+        path = Path(value)
+        return path.relative_to(root).as_posix() or "." if path.is_relative_to(root) else f".../{path.name}"
+    return value
 
 
 def build(meta: dict, training: dict, parity: dict, quantization: dict | None) -> dict:

@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 
+from serve import log_queue
 from serve.app import create_app
 from serve.model import ModelLoadError, load_configured
 from serve.prediction_log import check_target
@@ -32,13 +33,17 @@ def main() -> int:
     except OSError as exc:
         print(f"serve: PREDICTION_LOG={settings.prediction_log!r} cannot be written ({exc.strerror})", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else logging.DEBUG)
     app = create_app(settings, model=model)
+    level = settings.log_level.upper() if settings.log_level != "trace" else logging.DEBUG
+    listener = log_queue.start(level, app.state.metrics.log_records_dropped.inc)
     # uvicorn re-raises the SIGTERM/SIGINT it handled once the graceful shutdown is over; by then the
     # shutdown was clean, so let main() return 0 instead of dying by the signal (exit 143) or a traceback.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
-    build_server(app, settings).run()
+    try:
+        build_server(app, settings).run()
+    finally:
+        listener.stop()  # the records still queued, then the writer thread ends
     return 0
 
 

@@ -23,6 +23,7 @@ ERROR_TITLES = {
     "bad_token": "This answer cannot take feedback",
     "feedback_expired": "This answer is too old for feedback",
     "too_much_feedback": "Too much feedback at once",
+    "feedback_not_kept": "Feedback cannot be kept right now",
     "not_found": "Not found",
     "method_not_allowed": "Method not allowed",
     "http_error": "The request failed",  # a status Starlette raised that serve.errors has no code of its own for

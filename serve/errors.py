@@ -12,6 +12,10 @@ from serve.fragments import error_fragment, wants_html
 
 log = logging.getLogger("serve")
 
+# On every answer to a picture or a verdict, and on every error: they are about one request, never to be cached or
+# replayed by a browser or a proxy.
+NO_STORE = {"Cache-Control": "no-store"}
+
 # Starlette raises HTTPException for routing and form parsing; give those codes our vocabulary.
 HTTP_CODES = {
     400: "bad_request",
@@ -36,10 +40,11 @@ def not_ready() -> ApiError:
 
 
 def render_error(request: Request, error: ApiError) -> Response:
+    headers = NO_STORE | error.headers
     if wants_html(request):
-        return HTMLResponse(error_fragment(error.code, error.detail), error.status, headers=error.headers)
+        return HTMLResponse(error_fragment(error.code, error.detail), error.status, headers=headers)
     body = {"error": error.code, "detail": error.detail}
-    return JSONResponse(body, error.status, headers=error.headers)
+    return JSONResponse(body, error.status, headers=headers)
 
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from contract import feedback_token
 from contract import prediction_log as plog
-from serve.errors import ApiError, not_ready
+from serve.errors import NO_STORE, ApiError, not_ready
 from serve.rate_limit import client_of, retry_after
 from serve.thumbnails import BadThumbnail, checked_thumbnail, thumbnail_base64
 from serve.uploads import UploadPace, read_body, upload_budget
@@ -79,10 +79,16 @@ async def feedback(request: Request) -> Response:
     with upload_budget(state).reservation() as reservation:
         body = await read_body(request, FEEDBACK_MAX_BYTES, pace, reservation)
     line = feedback_line(parse(body), state.model, state.feedback)
+    # 202 promises the line is in the prediction log's write queue (written within a moment, unless the process is
+    # killed); a service that keeps no log, or whose queue is full, says so instead of pretending.
+    if state.prediction_log is None:
+        raise ApiError(503, "feedback_not_kept", "this service keeps no feedback: PREDICTION_LOG is unset")
+    if not state.prediction_log.submit(line):
+        raise ApiError(503, "feedback_not_kept", "the feedback log is full; retry shortly", {"Retry-After": "1"})
     state.metrics.feedback.labels(line["verdict"]).inc()
-    if state.prediction_log is not None:
-        state.prediction_log.submit(line)
-    return JSONResponse({"status": "accepted", "request_id": line["request_id"], "verdict": line["verdict"]}, 202)
+    return JSONResponse(
+        {"status": "accepted", "request_id": line["request_id"], "verdict": line["verdict"]}, 202, NO_STORE
+    )
 
 
 def parse(body: bytes) -> dict[str, Any]:

@@ -192,9 +192,12 @@ def _resizable(image: Image.Image) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode -> RGB: 16-bit scaled down (not clipped), transparency composited on white."""
+    """Any Pillow mode -> RGB: 16-bit scaled down (not clipped), floating point read as 0-1 (or 0-255),
+    transparency composited on white."""
     if image.mode == "RGB":
         return image
+    if image.mode == "F":
+        image = _float_to_grey(image)
     if image.mode == "La":  # premultiplied alpha, which Pillow converts only to LA
         image = image.convert("LA")
     if image.mode in SIXTEEN_BIT_MODES:
@@ -205,6 +208,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def _float_to_grey(image: Image.Image) -> Image.Image:
+    """A floating-point picture (a float TIFF; Pillow's mode F) -> L. Pillow's own conversion clips at 255, so a
+    picture of values 0-1, the usual convention, came out black. 0-1 is scaled up, 0-255 kept; the resize may
+    overshoot either range a little. Anything else cannot be told apart from data that is not a picture: refused."""
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not np.isfinite(values).all() or low < -0.05 * 255 or high > 1.05 * 255:
+        raise CorruptImage("a floating-point picture must hold values from 0 to 1 (or 0 to 255); this one does not")
+    scale = 255.0 if low >= -0.05 and high <= 1.05 else 1.0
+    return Image.fromarray(np.clip(np.round(values * scale), 0, 255).astype(np.uint8), "L")
 
 
 def _too_many_pixels(detail: str) -> TooManyPixels:

@@ -87,6 +87,11 @@ class Metrics:
         self.feedback = Counter(
             "serve_feedback", "Feedback received, by what it says of the answer", ["verdict"], registry=registry
         )
+        self.log_records_dropped = Counter(
+            "serve_log_records_dropped",
+            "Log records (access log included) dropped because their writer could not keep up (serve/log_queue.py)",
+            registry=registry,
+        )
         self.prediction_log_dropped = Counter(
             "serve_prediction_log_dropped",
             "Prediction log lines dropped (the writer's queue was full, or the sink failed)",

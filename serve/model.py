@@ -7,6 +7,8 @@ Everything the service knows about the model comes from the file: its input/outp
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,38 @@ class ModelLoadError(Exception):
         super().__init__(f"cannot load model {path}: {self.problem}")
 
 
+class ModelChanged(Exception):
+    """The loaded file's bytes were changed in place since they were loaded."""
+
+
+class PinnedFile:
+    """The model file as it was loaded: an open descriptor keeps its bytes when the path is replaced (a new file moved
+    over it, or deleted), and its hash tells when they were overwritten in place. A session rebuilt at run time
+    (serve/spinning.py) is built from these bytes, never from whatever the path names by then."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self.sha256 = hashlib.sha256(self._read()).hexdigest()
+
+    def _read(self) -> bytes:
+        size = os.fstat(self.fd).st_size
+        parts, offset = [], 0
+        while offset < size:
+            part = os.pread(self.fd, min(size - offset, 1 << 24), offset)
+            if not part:
+                break
+            parts.append(part)
+            offset += len(part)
+        return b"".join(parts)
+
+    def read(self) -> bytes:
+        """The bytes that were loaded; ModelChanged when they are not what the descriptor reads any more."""
+        data = self._read()
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise ModelChanged(f"the model file was overwritten in place since it was loaded (sha256 {self.sha256})")
+        return data
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     path: Path
@@ -49,6 +83,8 @@ class LoadedModel:
     engine: str = ENGINES[0]
     # (output names, batch) -> outputs, for an engine other than the onnxruntime session that checked the file.
     runner: Callable[[list[str], np.ndarray], list[np.ndarray]] | None = field(default=None, repr=False)
+    # The bytes loaded at start, for any session built later (None: a model made in memory, as tests do).
+    pinned: PinnedFile | None = field(default=None, repr=False)
 
     @property
     def has_outlier_score(self) -> bool:
@@ -107,7 +143,11 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: 
     if not path.is_file():
         raise ModelLoadError(path, "not a regular file")
     try:
-        session = ort_session(path, threads=threads, spinning=spinning)
+        pinned = PinnedFile(path)
+    except OSError as exc:
+        raise ModelLoadError(path, f"cannot be read ({exc.strerror})") from None
+    try:
+        session = ort_session(pinned.read(), threads=threads, spinning=spinning)
     except Exception as exc:  # ORT raises several unrelated types for unreadable or invalid graphs
         raise ModelLoadError(path, f"not a valid ONNX model ({exc})") from None
 
@@ -146,13 +186,14 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: 
         outlier_threshold=outlier_threshold,
         engine=engine,
         runner=runner,
+        pinned=pinned,
     )
     _check_runs(model)
     return model
 
 
-def ort_session(path: Path, *, threads: int = 0, spinning: bool = False) -> ort.InferenceSession:
-    """The onnxruntime session the service runs the file with (raises what onnxruntime raises)."""
+def ort_session(model: Path | bytes, *, threads: int = 0, spinning: bool = False) -> ort.InferenceSession:
+    """The onnxruntime session the service runs a file (or its bytes) with (raises what onnxruntime raises)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -162,7 +203,8 @@ def ort_session(path: Path, *, threads: int = 0, spinning: bool = False) -> ort.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
     options.log_severity_level = 4  # our own one-line error replaces ORT's multi-line log
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def _check_signature(

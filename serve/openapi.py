@@ -254,7 +254,12 @@ def openapi_spec() -> dict[str, Any]:
                 "(`bad_thumbnail`)"
             ),
             "429": _error("too much feedback from this client (`too_much_feedback`); `Retry-After` says when", True),
-            "503": _error("the model is loading (`not_ready`); the bodies in memory are full (`overloaded`)", True),
+            "503": _error(
+                "the model is loading (`not_ready`); the bodies in memory are full (`overloaded`); the feedback "
+                "cannot be kept (`feedback_not_kept`): no prediction log is configured, or its write queue is full. "
+                "202 means the line is in that queue, written within moments unless the process is killed",
+                True,
+            ),
         },
     }
     return {

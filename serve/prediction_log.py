@@ -4,12 +4,19 @@ what the model saw and the embedding's compaction are contract/prediction_log.py
 The event loop only puts a record on a bounded queue (a few microseconds); a writer thread summarises the inputs
 (a batch at a time), builds and writes the lines. When the queue is full (the sink is slow or stuck) the record is
 dropped and counted in `serve_prediction_log_dropped_total`: an answer never waits for its log line.
+
+Whole lines or none: the writer writes to the file descriptor itself, and when a write fails or stops short (a full
+disk, a file-size limit, a closed pipe) it cuts a file back to its last whole line, or, on a pipe, starts the next
+write on a new line; every line not written whole is counted once (tests/serve/test_serve_prediction_log.py fills a
+file-size limit to show it).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -109,25 +116,37 @@ class PredictionLog:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._on_drop = on_drop
         self._thread: threading.Thread | None = None
+        self._fd: int | None = None  # the descriptor written (a file this writer opened, or stdout's), when no sink
         self._opened = False  # the file this writer opened (and closes); never stdout nor a sink handed in
+        self._regular = False  # a regular file, which a short write can be cut back on
+        self._mid_line = False  # a short write left part of a line on a pipe: the next write starts a new line
 
     def start(self) -> None:
         if self._sink is None:
             if self.target == STDOUT:
-                self._sink = sys.stdout
+                sys.stdout.flush()
+                try:
+                    self._fd = sys.stdout.fileno()
+                except (AttributeError, OSError, ValueError):  # a stdout without a descriptor (a test's capture)
+                    self._sink = sys.stdout
             else:
                 Path(self.target).parent.mkdir(parents=True, exist_ok=True)
-                self._sink = open(self.target, "a", encoding="utf-8")  # noqa: SIM115  # closed by close()
+                self._fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
                 self._opened = True
+            if self._fd is not None:
+                self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
         self._thread = threading.Thread(target=self._write_all, name="serve-prediction-log", daemon=True)
         self._thread.start()
 
-    def submit(self, record: Prediction | dict[str, Any]) -> None:
-        """A Prediction, or a line already built (feedback). Never blocks: a full queue drops the record."""
+    def submit(self, record: Prediction | dict[str, Any]) -> bool:
+        """A Prediction, or a line already built (feedback). Never blocks: a full queue drops the record (and counts
+        it). True when the record is queued: it is then written within WRITE_WAIT_S, unless the process is killed."""
         try:
             self._queue.put_nowait(record)
+            return True
         except queue.Full:
             self._on_drop(1)
+            return False
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued (for up to `timeout`), then stop the writer and close the file."""
@@ -141,8 +160,9 @@ class PredictionLog:
                 self._discard_one()
         self._thread.join(timeout)
         self._thread = None
-        if self._opened and self._sink is not None:
-            self._sink.close()
+        if self._opened and self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _discard_one(self) -> None:
         try:
@@ -174,9 +194,55 @@ class PredictionLog:
             for text in log_text(records):
                 parts.append(text)
                 time.sleep(0)  # the GIL back to the event loop now, not after the 5-ms switch interval
-            assert self._sink is not None
-            self._sink.write("".join(parts))
-            self._sink.flush()
-        except Exception:  # a full disk or a closed stdout loses these lines, never the writer or an answer
+            text = "".join(parts)
+        except Exception:  # a line that cannot be built loses its batch, never the writer or an answer
             log.exception("prediction log: %d lines lost", len(records))
             self._on_drop(len(records))
+            return
+        if self._fd is None:
+            self._write_sink(text, len(records))
+        else:
+            self._write_fd(text.encode("utf-8"), len(records))
+
+    def _write_sink(self, text: str, lines: int) -> None:
+        try:
+            assert self._sink is not None
+            self._sink.write(text)
+            self._sink.flush()
+        except Exception:  # a stream handed in (tests, a wrapper): all or nothing as it says
+            log.exception("prediction log: %d lines lost", lines)
+            self._on_drop(lines)
+
+    def _write_fd(self, data: bytes, lines: int) -> None:
+        """Write whole lines; on a failed or short write keep the whole lines written, undo the rest, count the lost."""
+        assert self._fd is not None
+        if self._mid_line:
+            data = b"\n" + data  # ends the cut line left on the pipe: that line was counted lost already
+        start = os.lseek(self._fd, 0, os.SEEK_END) if self._regular else 0
+        written, error = 0, None
+        while written < len(data):
+            try:
+                done = os.write(self._fd, data[written:])
+            except OSError as exc:  # ENOSPC, EFBIG, EPIPE, ...
+                error = exc
+                break
+            if done == 0:
+                break
+            written += done
+        if written == len(data):
+            self._mid_line = False
+            return
+        whole = data.rfind(b"\n", 0, written) + 1  # the bytes of the whole lines that made it
+        kept = data[:whole].count(b"\n") - (1 if data.startswith(b"\n") and whole else 0)
+        self._mid_line = False
+        if whole < written:  # part of a line is out there
+            if self._regular:
+                try:
+                    os.ftruncate(self._fd, start + whole)
+                except OSError:
+                    self._mid_line = True
+            else:
+                self._mid_line = True
+        lost = lines - kept
+        log.error("prediction log: %d lines lost (%s)", lost, error or "short write")
+        self._on_drop(lost)

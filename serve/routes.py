@@ -16,7 +16,7 @@ from contract.feedback_token import input_digest
 from contract.model_file import EMBEDDING_NAME, OUTLIER_SCORE_NAME, OUTPUT_NAME
 from serve.batching import NotRunning, Overloaded
 from serve.decode_budget import decode_budget, decode_in_thread
-from serve.errors import ApiError, not_ready
+from serve.errors import NO_STORE, ApiError, not_ready
 from serve.feedback import feedback
 from serve.fragments import result_fragment, wants_html
 from serve.imaging import (
@@ -96,8 +96,9 @@ async def classify(request: Request) -> Response:
     latency_ms = (perf_counter() - received) * 1000
     record_prediction(state, result, pixels, embedding, latency_ms, facts | {"bytes": len(data)}, digest)
     if wants_html(request):
-        return HTMLResponse(result_fragment(result, labels=model.labels, thumbnail=thumbnail_base64(pixels)))
-    return JSONResponse(result)
+        fragment = result_fragment(result, labels=model.labels, thumbnail=thumbnail_base64(pixels))
+        return HTMLResponse(fragment, headers=NO_STORE)
+    return JSONResponse(result, headers=NO_STORE)
 
 
 def record_prediction(

@@ -31,6 +31,9 @@ def build_server(app: Starlette, settings: Settings) -> uvicorn.Server:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # uvicorn's loggers keep no handler of their own: their records go through serve/log_queue.py's queue, off
+        # the event loop (its default writes the access log to stdout from the loop, where a slow reader stalls it).
+        log_config=None,
         # httptools (llhttp, C), limited here: h11 has a size limit of its own but is slower (docs/performance.md).
         http=LimitedHttpToolsProtocol.configured(limits, count_refusal),
         ws="none",  # no WebSocket endpoint: an upgrade request gets a plain HTTP answer

@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 
 from contract.model_file import INPUT_NAME
-from serve.model import LoadedModel, ort_session
+from serve.model import LoadedModel, ModelChanged, ort_session
 from serve.settings import Settings
 
 log = logging.getLogger("serve")
@@ -41,8 +41,15 @@ def spin_switch(model: LoadedModel, settings: Settings) -> SpinSwitch | None:
         return None
     warm_up = np.zeros((settings.batch_max_size, *model.input_size, 3), dtype=np.uint8)
 
+    outputs = [output.name for output in model.session.get_outputs()]
+
     def build(spinning: bool) -> ort.InferenceSession:
-        session = ort_session(model.path, threads=settings.ort_threads, spinning=spinning)
+        # The bytes loaded at start (a file replaced at MODEL_PATH since changes nothing until a restart); ModelChanged
+        # when they were overwritten in place: the switch then keeps the session it has.
+        source = model.pinned.read() if model.pinned is not None else model.path
+        session = ort_session(source, threads=settings.ort_threads, spinning=spinning)
+        if [output.name for output in session.get_outputs()] != outputs:
+            raise ModelChanged("the rebuilt session answers other outputs than the loaded one")
         session.run(None, {INPUT_NAME: warm_up})  # its first run allocates and picks kernels: not on a request
         return session
 

@@ -90,6 +90,16 @@ def is_file_name(path: str) -> bool:
         return False
 
 
+def is_site_file(path: Path, root: Path) -> bool:
+    """Whether `path` is one of the page's files: not this server's source, nor what Python or a tool leaves beside it
+    (`__pycache__/`, hidden files), which the site image does not have either (.dockerignore)."""
+    try:
+        parts = path.resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        return False
+    return path.suffix not in (".py", ".pyc") and not any(part.startswith(("__", ".")) for part in parts)
+
+
 class SiteHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     extensions_map = {  # noqa: RUF012 (the base class declares it as a plain dict)
@@ -146,7 +156,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
             # the connection without an answer. nginx answers 400 too.
             self.send_error(HTTPStatus.BAD_REQUEST, "invalid path")
             return None
-        if Path(path).suffix == ".py":  # this server's own source is not the site's
+        if not is_site_file(Path(path), Path(self.directory)):
             self.send_error(HTTPStatus.NOT_FOUND)
             return None
         return super().send_head()

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -195,3 +196,31 @@ def test_hflip_tta_int8_graph_holds_each_weight_once(processed_dir, tmp_path):
         quantize.quantize(fp32, calibration, int8)
         sizes[tta] = int8.stat().st_size
     assert sizes[True] <= sizes[False] * 1.01, sizes  # the mirror image goes through the same weights
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_no_path_of_the_exporting_machine_reaches_the_card_or_the_file(exported):
+    """GET /model showed /work/... paths of the machine that exported the shipped model; the config is portable now."""
+    out, card = exported
+    meta = ort.InferenceSession(str(out / "model.int8.onnx")).get_modelmeta().custom_metadata_map
+    for document in (card, json.loads(meta[model_file.CONFIG]), json.loads(meta[model_file.CARD])):
+        absolute = [text for text in _strings(document) if text.startswith("/")]
+        assert not absolute
+
+
+def test_portable_paths():
+    from contract.paths import PROJECT_ROOT
+    from export.card import portable
+
+    config = {"root": str(PROJECT_ROOT), "data": [str(PROJECT_ROOT / "data" / "processed"), "/home/someone/run", 3]}
+    assert portable(config) == {"root": ".", "data": ["data/processed", ".../run", 3]}

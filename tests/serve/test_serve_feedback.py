@@ -131,8 +131,10 @@ def test_a_repeated_reply_is_logged_again_for_harvest_to_judge(logged, log_path)
     assert len(lines_after_close(logged, log_path)) == 2  # harvest keeps the first per answer
 
 
-def test_feedback_without_a_log_is_still_accepted(client):
-    assert post(client, {"request_id": "r", "label": "dog", "predicted": "dog"}).status_code == 202
+def test_feedback_without_a_log_is_503(client):
+    response = post(client, {"request_id": "r", "label": "dog", "predicted": "dog"})
+    assert response.status_code == 503  # 202 would promise a line nobody keeps (test_serve_answers_are_honest.py)
+    assert response.json()["error"] == "feedback_not_kept"
 
 
 @pytest.mark.parametrize(
@@ -234,7 +236,8 @@ def test_a_shared_thumbnail_must_be_a_plain_png_of_the_models_input(client, pixe
         assert kind == "too long"
 
 
-def test_other_png_modes_of_the_right_size_are_accepted(client, pixels):
+def test_other_png_modes_of_the_right_size_are_accepted(logged, pixels):
+    client = logged
     grey = np.asarray(Image.fromarray(pixels).convert("L"))
     palette = Image.fromarray(pixels).convert("P")
     buffer = io.BytesIO()
@@ -276,8 +279,8 @@ def test_every_verdict_is_a_series_from_the_start(client):
         assert metric(text, "serve_feedback_total", verdict=verdict) == 0
 
 
-def test_the_site_may_post_json_cross_origin(make_client):
-    cors = make_client(cors_origins=(SITE,))
+def test_the_site_may_post_json_cross_origin(make_client, log_path):
+    cors = make_client(cors_origins=(SITE,), prediction_log=str(log_path))
     preflight = cors.options(
         "/feedback",
         headers={

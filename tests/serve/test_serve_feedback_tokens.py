@@ -40,6 +40,18 @@ def classify(client, pixels: np.ndarray, request_id: str) -> dict:
 
 
 @pytest.fixture
+def make_client(make_client, tmp_path):
+    """The service with a prediction log: without one, feedback is refused (503), whatever its token."""
+    made = []
+
+    def make(**overrides):
+        made.append(None)
+        return make_client(**{"prediction_log": str(tmp_path / f"log-{len(made)}.jsonl"), **overrides})
+
+    return make
+
+
+@pytest.fixture
 def pictures():
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(10)]

@@ -107,12 +107,12 @@ def test_the_default_is_stdout_on_cloud_run():
     assert Settings.from_env({"PREDICTION_LOG_QUEUE": "8"}).prediction_log_queue == 8
 
 
-def test_stdout_gets_one_json_line_each(capsys):
+def test_stdout_gets_one_json_line_each(capfd):
     log = PredictionLog("-", capacity=4, on_drop=lambda n: None)
     log.start()
     log.submit({"kind": "feedback", "request_id": "abc"})
     log.close()
-    assert capsys.readouterr().out == '{"kind":"feedback","request_id":"abc"}\n'
+    assert capfd.readouterr().out == '{"kind":"feedback","request_id":"abc"}\n'
 
 
 # --- request ids ----------------------------------------------------------------------------------------------

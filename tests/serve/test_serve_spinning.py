@@ -3,6 +3,8 @@ switched by rebuilding the one session (serve/spinning.py)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
@@ -119,3 +121,35 @@ def test_the_service_with_auto_answers_and_hears_of_every_batch(model_path, red_
             response = client.post("/classify", content=red_jpeg, headers={"Content-Type": "image/jpeg"})
             assert response.status_code == 200
         assert list(switch._lonely) == [True, True, True]  # each a lone request, nothing waiting behind it
+
+
+@pytest.mark.parametrize("how", ["replaced", "overwritten in place"])
+def test_a_model_file_changed_on_disk_changes_nothing_until_a_restart(make_model, tmp_path, red_jpeg, how, caplog):
+    """The session rebuilt by ORT_SPINNING=auto comes from the bytes loaded at start: a new file moved over MODEL_PATH
+    is not read, and bytes overwritten in place are refused (the switch keeps its session). Before, the rebuild read
+    the new file: other answers under the old version, and 500s (`Invalid output name: embedding`) while ready."""
+    path = make_model("served.onnx", embedding_dims=8)
+    other = make_model("other.onnx", slow_convs=1)  # no embedding output, other weights
+    settings = Settings(model_path=path, ort_threads=1, ort_spinning="auto", log_level="warning",
+                        prediction_log=str(tmp_path / "log.jsonl"))  # fmt: skip
+    headers = {"Content-Type": "image/jpeg"}
+    with TestClient(create_app(settings)) as client:
+        before = client.post("/classify", content=red_jpeg, headers=headers).json()
+        if how == "replaced":
+            os.replace(other, path)
+        else:
+            with open(path, "r+b") as handle:
+                handle.write(other.read_bytes())
+                handle.truncate()
+        switch = client.app.state.spin_switch
+        first = client.app.state.model.session
+        switch._switch(True)  # as observe() does after a window of lone requests
+        switch.join()
+        assert (client.app.state.model.session is not first) == (how == "replaced")
+        after = client.post("/classify", content=red_jpeg, headers=headers)
+        assert after.status_code == 200
+        assert {key: after.json()[key] for key in ("label", "score", "model")} == {
+            key: before[key] for key in ("label", "score", "model")
+        }
+    if how != "replaced":
+        assert "overwritten in place" in caplog.text

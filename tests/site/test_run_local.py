@@ -3,6 +3,8 @@ wired to the service (config.js, CORS), and SIGTERM stops both."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +13,9 @@ import time
 import urllib.request
 
 import pytest
+from PIL import Image
 
+from run_local import PREDICTION_LOG  # where the local run keeps answers and feedback by default
 from tests.servers import ROOT, SERVICE_READY_TIMEOUT, free_port, http_status
 
 pytestmark = pytest.mark.slow
@@ -49,7 +53,7 @@ def test_run_local_starts_both_and_stops_both(model_path):
             str(model_path),
         ],
         cwd=ROOT,
-        env=dict(os.environ, LOG_LEVEL="warning"),
+        env={**{k: v for k, v in os.environ.items() if k != "PREDICTION_LOG"}, "LOG_LEVEL": "warning"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -69,9 +73,23 @@ def test_run_local_starts_both_and_stops_both(model_path):
                 "Access-Control-Request-Headers": "hx-request",
             }
             assert http_status(f"{api}/classify", "OPTIONS", preflight) == 200
+        # feedback is kept by default (a 202 that keeps nothing is not an answer): in build/run/predictions.jsonl
+        before = PREDICTION_LOG.stat().st_size if PREDICTION_LOG.exists() else 0
+        picture = io.BytesIO()
+        Image.new("RGB", (32, 32), (200, 30, 30)).save(picture, "PNG")
+        request = urllib.request.Request(f"{api}/classify", data=picture.getvalue())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+        body = {"request_id": answer["request_id"], "token": answer["feedback_token"], "label": "cat"}
+        request = urllib.request.Request(f"{api}/feedback", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 202
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+        kept = PREDICTION_LOG.read_bytes()[before:].decode().splitlines()
+        assert [json.loads(line)["kind"] for line in kept] == ["prediction", "feedback"]
         assert http_status(f"{api}/healthz") == 0  # nothing listens any more
         assert http_status(f"{site}/") == 0
     finally:

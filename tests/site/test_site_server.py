@@ -223,3 +223,24 @@ def test_nginx_template_reads_what_the_hook_writes():
     assert "/docker-entrypoint.d/40-site-runtime-config.sh" in dockerfile
     assert re.search(r"^FROM nginxinc/nginx-unprivileged:\d+\.\d+\.\d+-alpine$", dockerfile, re.M)
     assert re.search(r"^USER 101$", dockerfile, re.M)
+
+
+def test_only_the_pages_files_are_served_not_what_tools_leave_beside_them(tmp_path):
+    """After the test suite the server once served site/__pycache__/server.cpython-311.pyc (200)."""
+    (tmp_path / "index.html").write_text("<!doctype html><title>t</title>")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "server.cpython-311.pyc").write_bytes(b"\x00bytecode")
+    (tmp_path / ".hidden").write_text("secret")
+    (tmp_path / "vendor" / ".cache").mkdir(parents=True)
+    (tmp_path / "vendor" / ".cache" / "x.js").write_text("x")
+    srv = site_server.make_server("127.0.0.1", 0, "http://127.0.0.1:8123/", root=tmp_path, quiet=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}"
+        assert fetch(url + "/index.html")[0] == 200
+        for path in ("/__pycache__/server.cpython-311.pyc", "/.hidden", "/vendor/.cache/x.js", "/%5f_pycache__/"):
+            assert fetch(url + path)[0] == 404, path
+    finally:
+        srv.shutdown()
+        srv.server_close()
