@@ -33,8 +33,9 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 TEST_IMAGES = 2000  # stratified: 200 a class
 PER_GROUP = 100  # pictures of every generated group
-# The generated groups the outlier score was chosen with came from seed 0; the ones reported here from another.
-REPORT_SEED = 1
+# The outlier score was chosen with the generated groups of seed 1 (docs/trust.md); those reported here are drawn
+# with another seed, so no picture measured was seen while choosing.
+REPORT_SEED = 2
 BATCH = 250
 # The export gate: a model whose mean AUROC over the groups is more than this below the shipped model's is refused.
 MAX_AUROC_DROP = 0.01
