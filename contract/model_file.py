@@ -25,6 +25,10 @@ EMBEDDING_NAME = "embedding"
 # the graph from the network's own features (export/outlier_score.py). Above the threshold in the `outlier` key, the
 # picture is taken to be none of the classes. A model without it still serves; its answers say `outlier: null`.
 OUTLIER_SCORE_NAME = "outlier_score"
+# Optional output: float32 [N, h, w, classes], the class activation map: each class's head weights applied to the
+# network's last feature map cell by cell (its mean over h and w, plus the bias, is that class's raw logit). What
+# the picture's regions did for each answer; read only when an explanation is asked for (export/explain.py).
+CAM_NAME = "class_activation"
 INPUT_DTYPE = "uint8"
 OUTPUT_DTYPE = "float32"
 INPUT_CHANNELS = 3

@@ -19,7 +19,19 @@ from pathlib import Path
 from contract import model_file
 from contract.paths import PROCESSED_DIR, PROJECT_ROOT
 from contract.prediction_log import REFERENCE_FILE
-from export import card, checkpoint, embedding, metadata, onnx_export, quantize, reference, trust, verify, weights_file
+from export import (
+    card,
+    checkpoint,
+    embedding,
+    explain,
+    metadata,
+    onnx_export,
+    quantize,
+    reference,
+    trust,
+    verify,
+    weights_file,
+)
 from export.errors import ExportError
 from export.robustness import ROBUSTNESS_KEY, SHIPPED_CARD, measure_outliers, measure_robustness, robustness_line
 
@@ -93,6 +105,7 @@ def export_checkpoint(
         served = {}
         for name in (FP32, INT8) if quant else (FP32,):
             embedding.add_to_file(stage / name)  # an extra output: the logits stay bit for bit the same
+            explain.add_to_file(stage / name)  # the class activation map, computed only when asked for
             # Calibrated scores and the outlier score, each file fitted on its own validation outputs.
             served = trust.add_trust(stage / name, data_dir, training.get("config"))
         print(trust.trust_line(served))
