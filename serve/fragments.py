@@ -26,22 +26,51 @@ def percent(score: float) -> str:
     return f"{score * 100:.0f}"
 
 
-def result_fragment(result: dict, *, labels: Sequence[str] = (), thumbnail: str | None = None) -> str:
+def result_fragment(
+    result: dict, *, labels: Sequence[str] = (), thumbnail: str | None = None, explainable: bool = False
+) -> str:
     """The answer; with `thumbnail` (base64 PNG of the model's input) the picture as the model saw it, and with
-    `labels` (the model's) the question whether it is right (the page posts the reply to /feedback)."""
-    label = escape(result["label"])
+    `labels` (the model's) the question whether it is right (the page posts the reply to /feedback). An outlier reads
+    as none of the ten, its label only the best guess beneath. `explainable` (the model has a class activation map)
+    offers "Why?", which the page asks for with ?explain=1; the answer's `explanation`, when there, is shown."""
     items = " ".join(_topk_item(entry["label"], entry["score"]) for entry in result["top_k"])
     model = result["model"]
     return (
-        f'<section class="result" data-label="{label}"{_outlier_data(result)}> '
-        f'<h2 class="result-label">{label}</h2> '
-        f'<p class="result-score">{percent(result["score"])}% sure</p> '
-        f"{_unsure_note(result['score'])}"
+        f'<section class="result" data-label="{escape(result["label"])}"{_outlier_data(result)}> '
+        f"{_headline(result)}"
         f'<ol class="topk"> {items} </ol> '
         f"{_seen(thumbnail)}"
+        f"{_why(result, explainable)}"
         f"{_feedback_form(result, labels, thumbnail is not None)}"
         f'<p class="result-model">model {escape(model["name"])} {escape(model["version"])}</p></section>'
     )
+
+
+def _headline(result: dict) -> str:
+    label, sure = escape(result["label"]), percent(result["score"])
+    if result.get("outlier"):
+        return (
+            '<h2 class="result-label result-outlier">This doesn’t look like any of the ten things I know</h2> '
+            f'<p class="result-guess">Best guess: {label}, {sure}% sure</p> '
+        )
+    unsure = _unsure_note(result["score"])
+    return f'<h2 class="result-label">{label}</h2> <p class="result-score">{sure}% sure</p> {unsure}'
+
+
+def _why(result: dict, explainable: bool) -> str:
+    """The heatmap of an explained answer, or the button that asks for it."""
+    explanation = result.get("explanation")
+    if explanation:
+        label = escape(explanation["label"])
+        return (
+            '<figure class="result-why"><img class="result-heatmap" '
+            f'src="data:image/png;base64,{escape(explanation["heatmap"])}" alt="Where the model looked for {label}: '
+            f'the warmer a region, the more it counted"> <figcaption>Where it looked for “{label}”: the warmer, '
+            "the more it counted</figcaption></figure> "
+        )
+    if not explainable:
+        return ""
+    return '<p class="result-why-ask"><button type="button" class="button result-why-button">Why?</button></p> '
 
 
 def _outlier_data(result: dict) -> str:

@@ -19,7 +19,14 @@ import onnxruntime as ort
 
 from contract import model_file
 from contract.cpu import add_int8_entries
-from contract.model_file import EMBEDDING_NAME, INPUT_CHANNELS, INPUT_NAME, OUTLIER_SCORE_NAME, OUTPUT_NAME
+from contract.model_file import (
+    CAM_NAME,
+    EMBEDDING_NAME,
+    INPUT_CHANNELS,
+    INPUT_NAME,
+    OUTLIER_SCORE_NAME,
+    OUTPUT_NAME,
+)
 from serve.settings import ENGINES, Settings
 
 
@@ -83,6 +90,9 @@ class LoadedModel:
     engine: str = ENGINES[0]
     # (output names, batch) -> outputs, for an engine other than the onnxruntime session that checked the file.
     runner: Callable[[list[str], np.ndarray], list[np.ndarray]] | None = field(default=None, repr=False)
+    # The optional output `class_activation` (float32 [N, h, w, classes]) is in the file: answers can say where it
+    # looked (serve/explanations.py).
+    has_class_activation: bool = False
     # The bytes loaded at start, for any session built later (None: a model made in memory, as tests do).
     pinned: PinnedFile | None = field(default=None, repr=False)
 
@@ -187,6 +197,7 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: 
         engine=engine,
         runner=runner,
         pinned=pinned,
+        has_class_activation=CAM_NAME in {output.name for output in session.get_outputs()},
     )
     _check_runs(model)
     return model
@@ -236,6 +247,11 @@ def _check_signature(
     score = outputs.get(OUTLIER_SCORE_NAME)
     if score is not None and (score.type != "tensor(float)" or len(score.shape) != 1):
         raise ModelLoadError(path, f"output {OUTLIER_SCORE_NAME!r} is {score.type} {score.shape}, expected float32 [N]")
+    cam = outputs.get(CAM_NAME)
+    if cam is not None and (cam.type != "tensor(float)" or not _shape_fits(cam.shape, [None, None, None, classes])):
+        raise ModelLoadError(
+            path, f"output {CAM_NAME!r} is {cam.type} {cam.shape}, expected float32 [N, h, w, {classes}]"
+        )
     return embedding is not None, score is not None
 
 

@@ -51,6 +51,18 @@ _CLASSIFICATION = {
             "type": "string",
             "description": "this answer's id (also the X-Request-ID header), for POST /feedback",
         },
+        "explanation": {
+            "type": ["object", "null"],
+            "description": "only with ?explain=1 (null: the model file has no class activation map): `method`, "
+            "`label`, `grid` (rows of 0-1 weights over the picture's cells: 1 counted most for the label) and "
+            "`heatmap` (base64 PNG: the grid over the picture the model saw)",
+            "properties": {
+                "method": {"type": "string"},
+                "label": {"type": "string"},
+                "grid": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+                "heatmap": {"type": "string"},
+            },
+        },
         "feedback_token": {
             "type": "string",
             "description": "signed by the service for this answer: POST /feedback takes it as `token`, within "
@@ -180,6 +192,16 @@ def openapi_spec() -> dict[str, Any]:
             "or an HTML fragment when the request has `HX-Request: true` or `Accept: text/html` "
             "(errors too, with the same status)."
         ),
+        "parameters": [
+            {
+                "name": "explain",
+                "in": "query",
+                "required": False,
+                "schema": {"enum": ["1", "true"]},
+                "description": "add `explanation`: where the model looked (the class activation map of the label), "
+                "for a model file that has one; one more run of the model on this picture",
+            }
+        ],
         "requestBody": {
             "required": True,
             "content": {

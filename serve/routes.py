@@ -17,6 +17,7 @@ from contract.model_file import EMBEDDING_NAME, OUTLIER_SCORE_NAME, OUTPUT_NAME
 from serve.batching import NotRunning, Overloaded
 from serve.decode_budget import decode_budget, decode_in_thread
 from serve.errors import NO_STORE, ApiError, not_ready
+from serve.explanations import explain
 from serve.feedback import feedback
 from serve.fragments import result_fragment, wants_html
 from serve.imaging import (
@@ -34,6 +35,7 @@ from serve.thumbnails import thumbnail_base64
 from serve.uploads import UploadPace, read_upload, upload_budget
 
 RETRY_AFTER = {"Retry-After": "1"}
+EXPLAIN_VALUES = ("1", "true")  # ?explain=1: the answer says where the model looked (serve/explanations.py)
 # How each way a picture fails to decode is answered; the detail is the decoder's own sentence.
 IMAGE_ERRORS: dict[type[ImageRejected], tuple[int, str]] = {
     TooManyPixels: (413, "too_many_pixels"),
@@ -91,12 +93,16 @@ async def classify(request: Request) -> Response:
     )
     embedding = row.get(EMBEDDING_NAME)
     result["request_id"] = request.state.request_id
+    if request.query_params.get("explain") in EXPLAIN_VALUES:
+        result["explanation"] = await explain(model, pixels, result["label"])
     digest = input_digest(pixels)
     result["feedback_token"] = state.feedback.mint(result["request_id"], model.version, result["label"], digest)
     latency_ms = (perf_counter() - received) * 1000
     record_prediction(state, result, pixels, embedding, latency_ms, facts | {"bytes": len(data)}, digest)
     if wants_html(request):
-        fragment = result_fragment(result, labels=model.labels, thumbnail=thumbnail_base64(pixels))
+        fragment = result_fragment(
+            result, labels=model.labels, thumbnail=thumbnail_base64(pixels), explainable=model.has_class_activation
+        )
         return HTMLResponse(fragment, headers=NO_STORE)
     return JSONResponse(result, headers=NO_STORE)
 

@@ -251,6 +251,11 @@
   // --- the request and its outcomes ----------------------------------------------------------------------
   // Request events fire on the form; swap events on the target (#result).
   htmx.on(form, 'htmx:configRequest', function (event) {
+    if (explainNext) {
+      // "Why?": the same picture again, asking where the model looked (the plain answer never carries it).
+      event.detail.path += (event.detail.path.indexOf('?') < 0 ? '?' : '&') + 'explain=1';
+      explainNext = false;
+    }
     if (!currentFile) {
       event.preventDefault();
       showError('missing_file', 'Choose a picture first: pick one, drop it on the page, or paste it.');
@@ -300,6 +305,33 @@
 
   htmx.on(form, 'htmx:timeout', function () {
     showError('timeout', 'It may be busy. Please try again in a moment.');
+  });
+
+  // --- examples a visitor can try, and "Why?" under an answer --------------------------------------------------
+  var explainNext = false;
+
+  document.addEventListener('click', function (event) {
+    var example = event.target.closest && event.target.closest('button.example');
+    if (example) {
+      var src = example.getAttribute('data-src');
+      fetch(src)
+        .then(function (response) {
+          if (!response.ok) throw new Error('example ' + response.status);
+          return response.blob();
+        })
+        .then(function (blob) {
+          setFile(new File([blob], src.split('/').pop(), { type: blob.type }), false);
+        })
+        .catch(function () {
+          showError('unreachable', 'The example could not be loaded. Choose a picture of your own.');
+        });
+      return;
+    }
+    var why = event.target.closest && event.target.closest('.result-why-button');
+    if (why && currentFile) {
+      explainNext = true;
+      submit();
+    }
   });
 
   // --- "Is this right?" under each answer (the fragment's form.feedback): the reply goes to POST /feedback --------

@@ -109,6 +109,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
         ".css": "text/css; charset=utf-8",
         ".svg": "image/svg+xml",
         ".png": "image/png",
+        ".jpg": "image/jpeg",
         ".ico": "image/x-icon",
         ".md": "text/plain; charset=utf-8",
         ".txt": "text/plain; charset=utf-8",

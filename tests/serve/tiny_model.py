@@ -11,7 +11,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from contract import model_file
-from contract.model_file import EMBEDDING_NAME, INPUT_CHANNELS, INPUT_NAME, OUTLIER_SCORE_NAME, OUTPUT_NAME
+from contract.model_file import (
+    CAM_NAME,
+    EMBEDDING_NAME,
+    INPUT_CHANNELS,
+    INPUT_NAME,
+    OUTLIER_SCORE_NAME,
+    OUTPUT_NAME,
+)
 
 LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 INPUT_SIZE = (32, 32)
@@ -61,13 +68,16 @@ def build_model(
     slow_convs: int = 0,
     embedding_dims: int = 0,
     outlier_score: bool = False,
+    class_activation: bool = False,
 ) -> Path:
     """logits = 10 * mean RGB of the image's TOP half / 255, on the first three classes (red -> airplane,
     green -> automobile, blue -> bird), so tests can tell orientation and colour from the answer.
     `slow_convs` adds that many 3x3 convolutions (a result-neutral side branch) to make inference slow.
     `embedding_dims` > 0 adds the contract's optional output `embedding`: float32 [N, embedding_dims], the top half's
     mean RGB through a fixed matrix. `outlier_score` adds the optional output `outlier_score`: float32 [N], the
-    bottom half's mean brightness on a 0-10 scale (pair it with contract_metadata(outlier=...) or not, to test both)."""
+    bottom half's mean brightness on a 0-10 scale (pair it with contract_metadata(outlier=...) or not, to test both).
+    `class_activation` adds the optional output `class_activation`: float32 [N, 2, 2, classes], each quadrant's mean
+    RGB through the logits' weights, so the quadrant of a colour is where the map of its class is hot."""
     height, width = input_size
     weights = np.zeros((3, classes), dtype=np.float32)
     for channel in range(min(3, classes)):
@@ -128,6 +138,17 @@ def build_model(
             helper.make_node("Mul", ["bottom_mean", "brightness_scale"], [OUTLIER_SCORE_NAME]),
         ]
         outputs.append(helper.make_tensor_value_info(OUTLIER_SCORE_NAME, TensorProto.FLOAT, [model_file.BATCH_DIM]))
+    if class_activation:
+        initializers.append(numpy_helper.from_array(np.array([-1, 2, height // 2, 2, width // 2, 3], np.int64),
+                                                    "quadrants_shape"))  # fmt: skip
+        nodes += [
+            helper.make_node("Cast", [INPUT_NAME], ["all_f"], to=TensorProto.FLOAT),
+            helper.make_node("Reshape", ["all_f", "quadrants_shape"], ["quadrants"]),
+            helper.make_node("ReduceMean", ["quadrants"], ["quadrant_rgb"], axes=[2, 4], keepdims=0),
+            helper.make_node("MatMul", ["quadrant_rgb", "weights"], [CAM_NAME]),
+        ]
+        dims = [model_file.BATCH_DIM, 2, 2, classes]
+        outputs.append(helper.make_tensor_value_info(CAM_NAME, TensorProto.FLOAT, dims))
     graph = helper.make_graph(
         nodes,
         "tiny",
