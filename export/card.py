@@ -24,14 +24,20 @@ FROM_METADATA = (
 )  # fmt: skip
 
 
-def portable(value: Any, root: Path = PROJECT_ROOT) -> Any:
-    """`value` (a training config) with no path of the machine it ran on: a path inside the repository becomes
-    relative to it, any other absolute path keeps its last part (".../name"). The card and GET /model show the
-    config to anyone; where a checkout lived is nobody's business and differs on every machine."""
+def portable(config: Any) -> Any:
+    """A training config with no path of the machine it ran on: a path inside the run's checkout (the config's own
+    `paths.root`, else this repository) becomes relative to it, any other absolute path keeps its last part
+    (".../name"). The card and GET /model show the config to anyone; where a checkout lived is nobody's business, and
+    the result is the same whichever checkout exports the weights."""
+    root = (config.get("paths") or {}).get("root") if isinstance(config, dict) else None
+    return _portable(config, Path(root) if isinstance(root, str) and root.startswith("/") else PROJECT_ROOT)
+
+
+def _portable(value: Any, root: Path) -> Any:
     if isinstance(value, dict):
-        return {key: portable(item, root) for key, item in value.items()}
+        return {key: _portable(item, root) for key, item in value.items()}
     if isinstance(value, list):
-        return [portable(item, root) for item in value]
+        return [_portable(item, root) for item in value]
     if isinstance(value, str) and value.startswith("/"):
         path = Path(value)
         return path.relative_to(root).as_posix() or "." if path.is_relative_to(root) else f".../{path.name}"

@@ -98,7 +98,7 @@ dockerfiles=(docker/*.Dockerfile)
 workflows=(.github/workflows/*.yml .github/workflows/*.yaml)
 cloudbuilds=(cloudbuilds/*.yaml cloudbuilds/*.yml)
 issue_forms=(.github/ISSUE_TEMPLATE/!(config).yml)  # config.yml configures the chooser; the rest are forms
-scripts=(tools/*.sh docker/*.sh docker/*/*.sh cloudbuilds/*.sh monitor/cloud/*.sh .ci/run)
+scripts=(tools/*.sh docker/*.sh docker/*/*.sh cloudbuilds/*.sh monitor/cloud/*.sh benchmarks/*/*.sh .ci/run)
 shopt -u nullglob extglob
 (( ${#dockerfiles[@]} )) || { echo "lint: no docker/*.Dockerfile" >&2; failures+=("Dockerfiles exist"); }
 (( ${#workflows[@]} )) || { echo "lint: no workflows" >&2; failures+=("workflows exist"); }

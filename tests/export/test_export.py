@@ -224,3 +224,5 @@ def test_portable_paths():
 
     config = {"root": str(PROJECT_ROOT), "data": [str(PROJECT_ROOT / "data" / "processed"), "/home/someone/run", 3]}
     assert portable(config) == {"root": ".", "data": ["data/processed", ".../run", 3]}
+    trained_elsewhere = {"paths": {"root": "/runs/gpu", "data_dir": "/runs/gpu/data/processed"}, "out": "/tmp/x"}
+    assert portable(trained_elsewhere) == {"paths": {"root": ".", "data_dir": "data/processed"}, "out": ".../x"}
