@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, shape_inference
 
 from contract.cpu import add_int8_entries
 from contract.model_file import EMBEDDING_NAME, OUTPUT_NAME
@@ -65,18 +65,37 @@ def add_embedding_output(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _feature_width(graph: onnx.GraphProto, source: str) -> int | None:
-    """D, from the head's weight: Gemm's B is [classes, D] with transB=1 (PyTorch Linear), else [D, classes]."""
+def head_nodes(graph: onnx.GraphProto, source: str) -> list[onnx.NodeProto]:
+    """The Gemm/MatMul nodes that read `source` (through QDQ pairs): the classifier head."""
     producer = {out: node for node in graph.node for out in node.output}
-    initializers = {init.name: init for init in graph.initializer}
+    heads = []
     for node in graph.node:
         if node.op_type not in HEAD_OPS or len(node.input) < 2:
             continue
         reads = node.input[0]
         while reads in producer and producer[reads].op_type in QDQ_OPS and reads != source:
             reads = producer[reads].input[0]
-        if reads != source:
-            continue
+        if reads == source:
+            heads.append(node)
+    return heads
+
+
+def float_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
+    """Every float tensor's inferred shape (None for a dimension that is not a number), by name."""
+    inferred = shape_inference.infer_shapes(model)
+    shapes = {}
+    for info in (*inferred.graph.value_info, *inferred.graph.output):
+        tensor = info.type.tensor_type
+        if tensor.elem_type == TensorProto.FLOAT and tensor.HasField("shape"):
+            shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    return shapes
+
+
+def _feature_width(graph: onnx.GraphProto, source: str) -> int | None:
+    """D, from the head's weight: Gemm's B is [classes, D] with transB=1 (PyTorch Linear), else [D, classes]."""
+    producer = {out: node for node in graph.node for out in node.output}
+    initializers = {init.name: init for init in graph.initializer}
+    for node in head_nodes(graph, source):
         weight = node.input[1]
         while weight in producer and producer[weight].op_type in QDQ_OPS:
             weight = producer[weight].input[0]

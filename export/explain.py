@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper, shape_inference
+from onnx import TensorProto, helper, numpy_helper
 
 from contract.model_file import CAM_NAME
-from export.embedding import HEAD_OPS, QDQ_OPS, head_input
+from export.embedding import float_shapes, head_input, head_nodes
 
 
 def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
@@ -43,14 +43,7 @@ def head_weights(graph: onnx.GraphProto) -> tuple[np.ndarray, np.ndarray] | None
             return (values.astype(np.float64) - zero_point) * scale.astype(np.float64).reshape(shape)
         return None
 
-    for node in graph.node:
-        if node.op_type not in HEAD_OPS or len(node.input) < 2:
-            continue
-        reads = node.input[0]
-        while reads in producer and producer[reads].op_type in QDQ_OPS and reads != source:
-            reads = producer[reads].input[0]
-        if reads != source:
-            continue
+    for node in head_nodes(graph, source):
         weight = constant(node.input[1])
         bias = constant(node.input[2]) if len(node.input) > 2 else None
         if weight is None:
@@ -65,12 +58,7 @@ def head_weights(graph: onnx.GraphProto) -> tuple[np.ndarray, np.ndarray] | None
 def last_map(model: onnx.ModelProto, width: int) -> tuple[str, int, int] | None:
     """(name, h, w) of the last float [N, width, h, w] tensor the graph makes with h, w > 1: the map the pooling
     reads (width: the head's input width, so that an MLP's input picture is never taken for one)."""
-    inferred = shape_inference.infer_shapes(model)
-    shapes = {}
-    for info in (*inferred.graph.value_info, *inferred.graph.output):
-        tensor = info.type.tensor_type
-        if tensor.elem_type == TensorProto.FLOAT and tensor.HasField("shape"):
-            shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    shapes = float_shapes(model)
     found = None
     for node in model.graph.node:
         for name in node.output:

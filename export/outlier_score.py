@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper, shape_inference
+from onnx import TensorProto, helper, numpy_helper
 
 from contract.model_file import OUTLIER_SCORE_NAME, OUTLIER_THRESHOLD
-from export.embedding import head_input
+from export.embedding import float_shapes, head_input
 
 METHOD = "standardised log Mahalanobis distances to the nearest class mean: stage-2 pooled map + embedding"
 KEEP = 0.96  # the share of validation pictures under the threshold
@@ -43,12 +43,7 @@ class Tap:
 def taps(model: onnx.ModelProto) -> tuple[Tap, ...]:
     """The second stage's output map (the last [N, C, H/2, W/2] float tensor the graph makes), when the network has
     one (a convolutional network; not the MLP), and the embedding."""
-    inferred = shape_inference.infer_shapes(model)
-    shapes = {}
-    for info in (*inferred.graph.value_info, *inferred.graph.output):
-        tensor = info.type.tensor_type
-        if tensor.elem_type == TensorProto.FLOAT and tensor.HasField("shape"):
-            shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    shapes = float_shapes(model)
     height = _input_height(model)
     stage = None
     for node in model.graph.node:
