@@ -125,14 +125,17 @@ def test_the_graph_score_is_the_numpy_score():
 
 def test_the_gate_refuses_worse_calibration_and_more_flags(tmp_path):
     shipped = {
-        "calibration": {"ece_test": {"after": 0.013}},
-        "outliers": {"test_flagged": 0.04},
+        "calibration": {"ece_test": {"after": 0.013}, "validation_images": 2000},
+        "outliers": {"test_flagged": 0.04, "fit_images": 10_000},
     }
     card = tmp_path / "card.json"
     card.write_text(json.dumps(shipped))
 
-    def report(ece: float, flagged: float) -> dict:
-        return {"calibration": {"ece_test": {"after": ece}}, "outliers": {"test_flagged": flagged}}
+    def report(ece: float, flagged: float, validation: int = 2000) -> dict:
+        return {
+            "calibration": {"ece_test": {"after": ece}, "validation_images": validation},
+            "outliers": {"test_flagged": flagged, "fit_images": 10_000},
+        }
 
     trust.gate(report(0.015, 0.045), card)  # within the room for noise
     with pytest.raises(trust.TrustRefused, match="calibration refused"):
@@ -140,5 +143,6 @@ def test_the_gate_refuses_worse_calibration_and_more_flags(tmp_path):
     with pytest.raises(trust.TrustRefused, match="outlier score refused"):
         trust.gate(report(0.013, 0.08), card)
     trust.gate(report(0.5, 0.5), None)  # nothing to compare with
+    trust.gate(report(0.03, 0.175, validation=40), card)  # fitted on another split (development data): not compared
     card.write_text(json.dumps({"version": "older"}))
     trust.gate(report(0.5, 0.5), card)  # a card from before calibration refuses nothing
