@@ -10,7 +10,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SHIP_RUN := build/train/ship-gpu
 
 .PHONY: help run serve test setup venv venv-serve browser linters data lint pytest test-serve-venv \
-        promtool prepare train train-image-cloud train-vertex export report ship repro reproduce loadtest clean
+        promtool prepare train train-image-cloud train-vertex export report ship promote rollback history repro \
+        reproduce loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -90,6 +91,16 @@ ship: venv  ## promote build/export to shipped/ (git: int8, card, drift referenc
 	cp $(SHIP_RUN)/last.ckpt models/resnet18-cifar10.ckpt
 	cp $(SHIP_RUN)/metrics.json models/training-metrics.json
 	$(VENV)/bin/dvc add -q models
+	$(VENV)/bin/python -m export.registry register shipped/model-card.json
+
+promote: venv  ## move a stage to a version in shipped/registry.json (VERSION=..., STAGE=prod|candidate)
+	: "$${VERSION:?set VERSION}" && $(VENV)/bin/python -m export.registry promote "$$VERSION" --stage=$(or $(STAGE),prod)
+
+rollback: venv  ## prod back to the previous version: shipped/ restored from git; PROJECT_ID=... moves Cloud Run's traffic
+	$(VENV)/bin/python -m export.registry rollback $(if $(PROJECT_ID),--project=$(PROJECT_ID)) $(ARGS)
+
+history: venv  ## which version held which stage, when, by whom
+	$(VENV)/bin/python -m export.registry history
 
 repro: venv  ## rebuild the whole pipeline with DVC (prepare -> train -> export -> verify -> quantize)
 	$(VENV)/bin/dvc repro
