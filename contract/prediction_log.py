@@ -196,6 +196,7 @@ def build_prediction(
     outlier: bool | None = None,
     outlier_score: float | None = None,
     input_digest: str | None = None,
+    shadow: Mapping[str, Any] | None = None,
     time: str | None = None,
 ) -> dict[str, Any]:
     """One prediction line (`outlier` and `outlier_score` null when the model has no outlier score).
@@ -221,6 +222,8 @@ def build_prediction(
     }
     if embedding is not None:
         line["embedding"] = [float(v) for v in embedding]
+    if shadow is not None:  # the shadow challenger's answer: version, label, score (+ outlier, outlier_score)
+        line["shadow"] = dict(shadow)
     return line
 
 
@@ -403,6 +406,20 @@ def _prediction_fields(payload: dict[str, Any]) -> dict[str, Any]:
         },
         "input": values,
         "embedding": embedding,
+        "shadow": _shadow(payload.get("shadow")),
+    }
+
+
+def _shadow(value: Any) -> dict[str, Any] | None:
+    """The shadow challenger's answer of a line, or None (no shadow, or not one this reader understands)."""
+    if not isinstance(value, dict) or not isinstance(value.get("label"), str):
+        return None
+    return {
+        "version": _text(value.get("version")),
+        "label": value["label"],
+        "score": _number(value.get("score")),
+        "outlier": _boolean(value.get("outlier")),
+        "outlier_score": _number(value.get("outlier_score")),
     }
 
 

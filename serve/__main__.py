@@ -15,10 +15,11 @@ import sys
 
 from serve import log_queue
 from serve.app import create_app
-from serve.model import ModelLoadError, load_configured
+from serve.model import ModelLoadError, load_configured, load_shadow
 from serve.prediction_log import check_target
 from serve.server import build_server
 from serve.settings import Settings, SettingsError
+from serve.shadow import check_challenger
 
 
 def main() -> int:
@@ -26,6 +27,10 @@ def main() -> int:
         settings = Settings.from_env()
         # Loading before the server starts turns a bad model file into one clear line, not a traceback.
         model = load_configured(settings)
+        shadow_model = None
+        if settings.shadow_model_path is not None:
+            shadow_model = load_shadow(settings)
+            check_challenger(model, shadow_model)
         check_target(settings.prediction_log)
     except (SettingsError, ModelLoadError) as exc:
         print(f"serve: {exc}", file=sys.stderr)
@@ -33,7 +38,7 @@ def main() -> int:
     except OSError as exc:
         print(f"serve: PREDICTION_LOG={settings.prediction_log!r} cannot be written ({exc.strerror})", file=sys.stderr)
         return 2
-    app = create_app(settings, model=model)
+    app = create_app(settings, model=model, shadow_model=shadow_model)
     level = settings.log_level.upper() if settings.log_level != "trace" else logging.DEBUG
     listener = log_queue.start(level, app.state.metrics.log_records_dropped.inc)
     # uvicorn re-raises the SIGTERM/SIGINT it handled once the graceful shutdown is over; by then the

@@ -21,13 +21,14 @@ from serve.draining import CutUploadsOnStop, Stopping
 from serve.errors import EXCEPTION_HANDLERS
 from serve.feedback import FeedbackKeys
 from serve.metrics import Metrics, MetricsMiddleware
-from serve.model import LoadedModel, load_configured
+from serve.model import LoadedModel, load_configured, load_shadow
 from serve.prediction_log import PredictionLog
 from serve.rate_limit import RateLimiter
 from serve.request_ids import HEADER as REQUEST_ID_HEADER
 from serve.request_ids import RequestIdMiddleware
 from serve.routes import ROUTES
 from serve.settings import Settings
+from serve.shadow import OUTCOMES, Shadow, check_challenger
 from serve.spinning import spin_switch
 
 log = logging.getLogger("serve")
@@ -54,9 +55,16 @@ def feedback_signing_keys(settings: Settings) -> tuple[bytes, ...]:
     return (secrets.token_bytes(32),)
 
 
-def create_app(settings: Settings, *, model: LoadedModel | None = None, log_sink: TextIO | None = None) -> Starlette:
-    """`model` lets `python -m serve` load (and fail) before the server starts; otherwise startup loads it.
-    `log_sink` (a text stream) takes the prediction log's lines instead of PREDICTION_LOG."""
+def create_app(
+    settings: Settings,
+    *,
+    model: LoadedModel | None = None,
+    shadow_model: LoadedModel | None = None,
+    log_sink: TextIO | None = None,
+) -> Starlette:
+    """`model` (and `shadow_model`, for SHADOW_MODEL_PATH) let `python -m serve` load (and fail) before the server
+    starts; otherwise startup loads them. `log_sink` (a text stream) takes the prediction log's lines instead of
+    PREDICTION_LOG."""
     metrics = Metrics()
     stopping = Stopping()  # set by the server when its graceful shutdown begins (serve/server.py)
     middleware = [
@@ -86,6 +94,8 @@ def create_app(settings: Settings, *, model: LoadedModel | None = None, log_sink
     app.state.outputs = []  # the model's outputs each answer reads (LoadedModel.answer_outputs), set by the lifespan
     app.state.feedback = FeedbackKeys(feedback_signing_keys(settings), settings.feedback_window_s)
     app.state.feedback_limiter = RateLimiter(settings.feedback_per_minute, settings.feedback_burst)
+    app.state.shadow_model = shadow_model
+    app.state.shadow = None  # serve/shadow.py, set by the lifespan when SHADOW_MODEL_PATH is set
     app.state.prediction_log = None
     if settings.prediction_log or log_sink is not None:
         app.state.prediction_log = PredictionLog(
@@ -95,6 +105,26 @@ def create_app(settings: Settings, *, model: LoadedModel | None = None, log_sink
             sink=log_sink,
         )
     return app
+
+
+def start_shadow(state, settings: Settings, champion: LoadedModel, prediction_log: PredictionLog | None) -> Shadow:
+    """The shadow challenger (loaded here unless `python -m serve` already did), checked against the champion."""
+    challenger = state.shadow_model or load_shadow(settings)
+    check_challenger(champion, challenger)
+    challenger.run(np.zeros((settings.batch_max_size, *challenger.input_size, 3), dtype=np.uint8))  # warm up
+    shadow = Shadow(
+        challenger,
+        settings.shadow_share,
+        capacity=settings.queue_size,
+        count=lambda outcome: state.metrics.shadow_answers.labels(outcome).inc(),
+        write=None if prediction_log is None else prediction_log.submit,
+    )
+    for outcome in OUTCOMES:
+        state.metrics.shadow_answers.labels(outcome)
+    shadow.start()
+    log.info("shadow model %s %s answers %.0f%% of requests", challenger.name, challenger.version,
+             100 * settings.shadow_share)  # fmt: skip
+    return shadow
 
 
 @asynccontextmanager
@@ -127,6 +157,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         after_batch=None if state.spin_switch is None else state.spin_switch.observe,
     )
     state.batcher.start()
+    if settings.shadow_model_path is not None:
+        state.shadow = await anyio.to_thread.run_sync(lambda: start_shadow(state, settings, model, prediction_log))
     state.metrics.model_info.labels(model.name, model.version, model.quantization).set(1)
     for label in model.labels:  # every series from the start, so rates and shares are defined before any answer
         state.metrics.predictions.labels(label)
@@ -140,6 +172,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         # The server has stopped taking requests and waited for in-flight ones; finish anything still queued.
         state.ready = False
         await state.batcher.stop()
+        if state.shadow is not None:
+            await anyio.to_thread.run_sync(state.shadow.stop)  # its queued lines, before the log closes
         if prediction_log is not None:
             await anyio.to_thread.run_sync(
                 prediction_log.close

@@ -87,6 +87,12 @@ class Metrics:
         self.feedback = Counter(
             "serve_feedback", "Feedback received, by what it says of the answer", ["verdict"], registry=registry
         )
+        self.shadow_answers = Counter(
+            "serve_shadow_answers",
+            "Requests offered to the shadow challenger: its label agreed or disagreed with the answer, or was dropped",
+            ["outcome"],
+            registry=registry,
+        )
         self.log_records_dropped = Counter(
             "serve_log_records_dropped",
             "Log records (access log included) dropped because their writer could not keep up (serve/log_queue.py)",

@@ -145,6 +145,12 @@ def load_configured(settings: Settings) -> LoadedModel:
     return load_model(settings.model_path, threads=settings.ort_threads, spinning=spinning, engine=settings.engine)
 
 
+def load_shadow(settings: Settings) -> LoadedModel:
+    """SHADOW_MODEL_PATH's model on one onnxruntime thread (its work is at a lower priority: serve/shadow.py)."""
+    assert settings.shadow_model_path is not None
+    return load_model(settings.shadow_model_path, threads=1, engine=settings.engine)
+
+
 def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: str = ENGINES[0]) -> LoadedModel:
     """Open the file, check the signature and metadata against the contract, and run it once (with `engine`)."""
     path = Path(path)

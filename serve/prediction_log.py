@@ -58,6 +58,7 @@ class Prediction:
     pixels: np.ndarray  # the model's uint8 [H, W, 3] input: summarised, never written
     embedding: np.ndarray | None  # the model's `embedding` row, when it has that output
     input_digest: str | None = None  # contract.feedback_token.input_digest(pixels), which the answer's token signs
+    shadow: dict[str, Any] | None = None  # the shadow challenger's answer (serve/shadow.py), when it gave one
 
 
 def prediction_lines(records: list[Prediction]) -> list[dict[str, Any]]:
@@ -77,6 +78,7 @@ def prediction_lines(records: list[Prediction]) -> list[dict[str, Any]]:
             outlier=record.result.get("outlier"),
             outlier_score=record.result.get("outlier_score"),
             input_digest=record.input_digest,
+            shadow=record.shadow,
             latency_ms=record.latency_ms,
             upload=record.upload,
             summary=summary,

@@ -110,28 +110,31 @@ async def classify(request: Request) -> Response:
 def record_prediction(
     state: State, result: dict, pixels, embedding, latency_ms: float, upload: dict, digest: str
 ) -> None:
-    """The answer's metrics, and its line handed to the prediction log's writer (never waited for)."""
+    """The answer's metrics, and its line handed to the prediction log's writer, through the shadow challenger when
+    it takes the request (neither is waited for)."""
     state.metrics.predictions.labels(result["label"]).inc()
     state.metrics.confidence.observe(result["score"])
     if result.get("outlier"):
         state.metrics.outliers.inc()
-    if state.prediction_log is None:
+    if state.prediction_log is None and state.shadow is None:
         return
     model = state.model
-    state.prediction_log.submit(
-        Prediction(
-            request_id=result["request_id"],
-            time=plog.now(),
-            model_name=model.name,
-            model_version=model.version,
-            result=result,
-            latency_ms=latency_ms,
-            upload=upload,
-            pixels=pixels,
-            embedding=embedding,
-            input_digest=digest,
-        )
+    prediction = Prediction(
+        request_id=result["request_id"],
+        time=plog.now(),
+        model_name=model.name,
+        model_version=model.version,
+        result=result,
+        latency_ms=latency_ms,
+        upload=upload,
+        pixels=pixels,
+        embedding=embedding,
+        input_digest=digest,
     )
+    if state.shadow is not None and state.shadow.offer(prediction, busy=state.batcher.waiting > 0):
+        return
+    if state.prediction_log is not None:
+        state.prediction_log.submit(prediction)
 
 
 async def healthz(request: Request) -> Response:

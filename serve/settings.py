@@ -104,6 +104,10 @@ class Settings:
     # Cloud Run sets K_SERVICE: stdout is the logging pipe, FEEDBACK_KEY is required, and the client is the right-most
     # X-Forwarded-For entry (serve/rate_limit.py says why that one).
     on_cloud_run: bool = False
+    # A challenger model file answering SHADOW_SHARE of the requests after the champion's answer, for the prediction
+    # log only (serve/shadow.py); unset: none.
+    shadow_model_path: Path | None = None
+    shadow_share: float = 0.1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -138,6 +142,9 @@ class Settings:
             feedback_keys = feedback_token.parse_keys(raw_keys) if raw_keys else ()
         except ValueError as exc:
             raise SettingsError(f"FEEDBACK_KEY: {exc}") from None
+        shadow_share = get("SHADOW_SHARE", float, cls.shadow_share, minimum=0)
+        if shadow_share > 1:
+            raise SettingsError(f"SHADOW_SHARE={shadow_share!r} is a share of the requests: at most 1")
         origins = tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",") if o.strip())
         return cls(
             host=get("HOST", str, cls.host),
@@ -171,4 +178,6 @@ class Settings:
             feedback_per_minute=get("FEEDBACK_PER_MINUTE", float, cls.feedback_per_minute, minimum=0.001),
             feedback_burst=get("FEEDBACK_BURST", int, cls.feedback_burst, minimum=1),
             on_cloud_run=on_cloud_run,
+            shadow_model_path=get("SHADOW_MODEL_PATH", Path, cls.shadow_model_path),
+            shadow_share=shadow_share,
         )
