@@ -222,7 +222,7 @@ def build_prediction(
     }
     if embedding is not None:
         line["embedding"] = [float(v) for v in embedding]
-    if shadow is not None:  # the shadow challenger's answer: version, label, score (+ outlier, outlier_score)
+    if shadow is not None:  # the shadow challenger's: version, label, score, inference_ms (+ outlier, outlier_score)
         line["shadow"] = dict(shadow)
     return line
 
@@ -420,6 +420,7 @@ def _shadow(value: Any) -> dict[str, Any] | None:
         "score": _number(value.get("score")),
         "outlier": _boolean(value.get("outlier")),
         "outlier_score": _number(value.get("outlier_score")),
+        "inference_ms": _number(value.get("inference_ms")),
     }
 
 

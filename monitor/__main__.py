@@ -1,8 +1,11 @@
-"""python -m monitor drift|harvest|approve: check the prediction log for drift; harvest consented corrections that
-check out into a review folder; approve what a person reviewed into the training dataset.
+"""python -m monitor drift|harvest|approve|compare: check the prediction log for drift; harvest consented
+corrections that check out into a review folder; approve what a person reviewed into the training dataset; compare
+the champion with its shadow challenger on logged traffic.
 
 Exit codes of `drift`: 0 compared (drift or not, unless --fail-on-drift); 1 drift found with --fail-on-drift;
 2 unusable arguments, log file or reference; 3 the window holds no prediction lines (the report says so).
+Exit codes of `compare`: 0 the challenger passes the gate; 1 it fails it; 2 unusable arguments or log files, or no
+shadowed line; 3 too little feedback to judge.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from contract import feedback_token
 from contract import prediction_log as plog
-from monitor import drift, harvest, logs, report
+from monitor import compare, drift, harvest, logs, report
 from monitor.reference import DEFAULT_REFERENCE, ReferenceError, load
 
 EXIT_OK, EXIT_DRIFT, EXIT_USAGE, EXIT_EMPTY = 0, 1, 2, 3
@@ -62,6 +65,20 @@ def run_drift(args: argparse.Namespace) -> int:
     if result["status"] == "empty":
         return EXIT_EMPTY
     return EXIT_DRIFT if result["drift"] and args.fail_on_drift else EXIT_OK
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    try:
+        read = logs.read(args.logs)
+    except logs.LogError as exc:
+        print(f"monitor compare: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    result = compare.compare(read)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "report.html").write_text(compare.render(result))
+    print(f"{result['verdict']}: {result['reason']}; wrote {args.out / 'compare.json'} and {args.out / 'report.html'}")
+    return {compare.PASS: EXIT_OK, compare.FAIL: 1, compare.NO_SHADOW: EXIT_USAGE}.get(result["verdict"], EXIT_EMPTY)
 
 
 def run_harvest(args: argparse.Namespace) -> int:
@@ -111,6 +128,11 @@ def parser() -> argparse.ArgumentParser:
     reap.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="reference.json (for the labels)")
     reap.add_argument("--key-env", default="FEEDBACK_KEY", help="re-check tokens with the keys in this variable")
     reap.set_defaults(run=run_harvest)
+
+    versus = commands.add_parser("compare", help="champion against shadow challenger", epilog=compare.__doc__)
+    versus.add_argument("logs", nargs="+", help="log files (JSONL, .gz, or - for stdin): predictions and feedback")
+    versus.add_argument("--out", type=Path, required=True, help="folder for compare.json and report.html")
+    versus.set_defaults(run=run_compare)
 
     accept = commands.add_parser("approve", help="the reviewed pictures -> the training dataset")
     accept.add_argument("--review", type=Path, default=REVIEW_DIR, help="the review folder")

@@ -16,6 +16,7 @@ import os
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -92,6 +93,7 @@ class Shadow:
                 return
 
     def _answer(self, predictions: list[Prediction]) -> None:
+        started = time.perf_counter()
         try:
             outputs = self.model.outputs(self._outputs, np.stack([p.pixels for p in predictions]))
         except Exception:  # the challenger failing must never cost the champion's line
@@ -100,9 +102,10 @@ class Shadow:
                 self._count("dropped")
                 self._emit(prediction)
             return
+        inference_ms = round((time.perf_counter() - started) * 1000, 3)
         for index, prediction in enumerate(predictions):
             row = {name: values[index] for name, values in zip(self._outputs, outputs, strict=True)}
-            shadow = shadow_answer(self.model, row)
+            shadow = shadow_answer(self.model, row) | {"inference_ms": inference_ms}
             self._count("agree" if shadow["label"] == prediction.result["label"] else "disagree")
             self._emit(dataclasses.replace(prediction, shadow=shadow))
 
@@ -112,7 +115,8 @@ class Shadow:
 
 
 def shadow_answer(model: LoadedModel, row: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The line's `shadow`: the challenger's version, label and score (and outlier fields when its file has them)."""
+    """The line's `shadow`: the challenger's version, label and score (and outlier fields when its file has them);
+    the caller adds `inference_ms`, the time of the challenger's batch."""
     result = answer(row[OUTPUT_NAME], model.labels, 1, {"name": model.name, "version": model.version},
                     outlier_score=row.get(OUTLIER_SCORE_NAME), outlier_threshold=model.outlier_threshold)  # fmt: skip
     shadow = {"version": model.version, "label": result["label"], "score": result["score"]}
