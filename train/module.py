@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from train import augment
+from train import augment, outliers
 from train.models import build, network_state, recalibrate_batchnorm
 
 
@@ -42,15 +42,28 @@ class LitClassifier(L.LightningModule):
         channels_last: bool = True,
         init_weights: str | None = None,
         recalibrate_batchnorm: int = 0,
+        distill_weight: float = 0.0,
+        distill_temperature: float = 2.0,
+        outlier_share: float = 0.0,
+        outlier_weight: float = 0.5,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = build(arch, num_classes, **(arch_kwargs or {}))
+        self.teacher: torch.nn.Module | None = None
         if init_weights:
             # A warm start (unlike resume: fresh optimiser and schedule).
             self.net.load_state_dict(warm_start_state(init_weights), strict=True)
-        if channels_last:
-            self.net.to(memory_format=torch.channels_last)
+            if distill_weight:
+                # The warm start's own function, frozen: it sees the clean picture, the network the corrupted one.
+                self.teacher = build(arch, num_classes, **(arch_kwargs or {}))
+                self.teacher.load_state_dict(warm_start_state(init_weights), strict=True)
+                self.teacher.requires_grad_(False).eval()
+        elif distill_weight:
+            raise ValueError("distill_weight needs init_weights: the teacher is the warm start")
+        for network in (self.net, self.teacher):
+            if channels_last and network is not None:
+                network.to(memory_format=torch.channels_last)
         self.labels: list[str] = [str(i) for i in range(num_classes)]
         metrics = {"num_classes": num_classes}
         self.train_acc = MulticlassAccuracy(**metrics, average="micro")
@@ -64,6 +77,8 @@ class LitClassifier(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and datamodule is not None:
             self.net.preprocess.set_stats(datamodule.mean, datamodule.std)
+            if self.teacher is not None:
+                self.teacher.preprocess.set_stats(datamodule.mean, datamodule.std)
             self.labels = list(datamodule.classes)
             if self.hparams.init_weights and self.hparams.recalibrate_batchnorm:
                 # The committed weights have BatchNorm folded into the convolutions (identity statistics): give it
@@ -75,27 +90,57 @@ class LitClassifier(L.LightningModule):
         return self.net(images)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Training batches become (pictures the network sees, labels, the same pictures clean): one crop and flip
+        for both, then the corruption and the cutout for the network only (the teacher, if any, sees them clean)."""
         images, labels = batch
-        if self.trainer.training:
-            if self.hparams.corruption_p:
-                images = augment.random_corruption(images, self.hparams.corruption_p)
-            if self.hparams.crop_padding:
-                images = augment.random_crop(images, self.hparams.crop_padding)
-            if self.hparams.hflip:
-                images = augment.random_hflip(images)
-            if self.hparams.cutout:
-                images = augment.random_cutout(images, self.hparams.cutout)
-        return images, labels
+        if not self.trainer.training:
+            return images, labels
+        if self.hparams.crop_padding:
+            images = augment.random_crop(images, self.hparams.crop_padding)
+        if self.hparams.hflip:
+            images = augment.random_hflip(images)
+        clean = images
+        if self.hparams.corruption_p:
+            images = augment.random_corruption(images, self.hparams.corruption_p)
+        if self.hparams.cutout:
+            images = augment.random_cutout(images, self.hparams.cutout)
+        return images, labels, clean
 
     def _step(self, batch, metric) -> torch.Tensor:
-        images, labels = batch
+        images, labels = batch[:2]
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
         metric.update(logits.float(), labels)
         return loss
 
+    def _training_loss(self, batch) -> torch.Tensor:
+        """Cross-entropy on the labels; with `distill_weight`, part of it replaced by matching the teacher's answer
+        on the clean picture (holds clean accuracy while the network learns the corrupted ones); with
+        `outlier_share`, generated outliers appended to the batch with a uniform target (outlier exposure)."""
+        images, labels, clean = batch
+        count = round(self.hparams.outlier_share * len(images))
+        extra = outliers.outlier_batch(clean, count) if count else images[:0]
+        logits = self(torch.cat([images, extra]))
+        logits, outlier_logits = logits[: len(images)], logits[len(images) :]
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        self.train_acc.update(logits.float(), labels)
+        if self.teacher is not None:
+            self.teacher.eval()  # Lightning sets every submodule to training mode each epoch
+            with torch.no_grad():
+                target = F.softmax(self.teacher(clean).float() / self.hparams.distill_temperature, dim=1)
+            temperature, weight = self.hparams.distill_temperature, self.hparams.distill_weight
+            student = F.log_softmax(logits.float() / temperature, dim=1)
+            distill = F.kl_div(student, target, reduction="batchmean") * temperature**2
+            self.log("train/distill", distill)
+            loss = (1 - weight) * loss + weight * distill
+        if count:
+            uniform = -F.log_softmax(outlier_logits.float(), dim=1).mean(dim=1).mean()
+            self.log("train/outlier", uniform)
+            loss = loss + self.hparams.outlier_weight * uniform
+        return loss
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, self.train_acc)
+        loss = self._training_loss(batch)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
