@@ -40,7 +40,7 @@ def main() -> int:
         return 2
     app = create_app(settings, model=model, shadow_model=shadow_model)
     level = settings.log_level.upper() if settings.log_level != "trace" else logging.DEBUG
-    listener = log_queue.start(level, app.state.metrics.log_records_dropped.inc)
+    listener = log_queue.start(level, app.state.service.metrics.log_records_dropped.inc)
     # uvicorn re-raises the SIGTERM/SIGINT it handled once the graceful shutdown is over; by then the
     # shutdown was clean, so let main() return 0 instead of dying by the signal (exit 143) or a traceback.
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from serve.metrics import Metrics
+
+T = TypeVar("T")
 
 
 class Overloaded(Exception):
@@ -29,10 +32,12 @@ class NotRunning(Exception):
     """The batcher has not started or is shutting down."""
 
 
-class MicroBatcher:
+class MicroBatcher(Generic[T]):
+    """`infer` takes a batch, uint8 [N, H, W, 3], and gives one answer per input, in order."""
+
     def __init__(
         self,
-        infer: Callable[[np.ndarray], tuple[np.ndarray, ...]],
+        infer: Callable[[np.ndarray], Sequence[T]],
         *,
         max_batch: int,
         max_wait_s: float,
@@ -48,7 +53,7 @@ class MicroBatcher:
         self._capacity = capacity
         self._metrics = metrics
         self._held = 0
-        self._waiting: deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = deque()
+        self._waiting: deque[tuple[np.ndarray, asyncio.Future[T]]] = deque()
         self._arrived = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -89,11 +94,11 @@ class MicroBatcher:
             self._held -= 1
             self._metrics.queue_depth.set(self._held)
 
-    async def infer(self, item: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The model's outputs for one input, a row of each; batched with whatever else is waiting."""
+    async def infer(self, item: np.ndarray) -> T:
+        """`infer`'s answer for one input (serve.core.Outputs), batched with whatever else is waiting."""
         if self._task is None or self._stopping:
             raise NotRunning
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         self._arrived.set()
         return await future
@@ -115,7 +120,7 @@ class MicroBatcher:
             if batch:
                 await self._run(batch, loop)
 
-    def _take(self, limit: int) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
+    def _take(self, limit: int) -> list[tuple[np.ndarray, asyncio.Future[T]]]:
         return [self._waiting.popleft() for _ in range(min(limit, len(self._waiting)))]
 
     async def _linger(self, batch: list, deadline: float) -> None:
@@ -132,7 +137,7 @@ class MicroBatcher:
                     return
             batch.extend(self._take(self._max_batch - len(batch)))
 
-    async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]], loop) -> None:
+    async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future[T]]], loop) -> None:
         inputs = np.stack([item for item, _ in batch])
         started = perf_counter()
         try:
@@ -144,9 +149,7 @@ class MicroBatcher:
             return
         self._metrics.inference_seconds.observe(perf_counter() - started)
         self._metrics.batch_size.observe(len(batch))
-        # `infer` gives a tuple of arrays, one per output: each request gets its row of each.
-        rows = zip(*outputs, strict=True)
-        for (_, future), row in zip(batch, rows, strict=True):
+        for (_, future), row in zip(batch, outputs, strict=True):
             if not future.done():
                 future.set_result(row)
         if self._after_batch is not None:

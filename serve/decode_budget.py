@@ -14,13 +14,11 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
 
 import anyio
 import anyio.to_thread
-import numpy as np
 
-from serve.imaging import TooManyPixels, decode_cost, model_input, open_image
+from serve.imaging import Picture, TooManyPixels, decode_cost, open_image, picture
 
 MIB = 1024 * 1024
 
@@ -76,14 +74,6 @@ class DecodeBudget:
             granted.set()
 
 
-def decode_budget(state: Any) -> DecodeBudget:
-    """The app's budget (on `app.state`), made from its settings on first use."""
-    budget = getattr(state, "decode_budget", None)
-    if budget is None:
-        budget = state.decode_budget = DecodeBudget(state.settings.decode_memory_mib * MIB)
-    return budget
-
-
 async def decode_in_thread(
     data: bytes,
     *,
@@ -92,9 +82,8 @@ async def decode_in_thread(
     size: tuple[int, int],
     policy: str,
     max_pixels: int,
-    facts: dict[str, Any] | None = None,
-) -> np.ndarray:
-    """The model input for `data`, decoded in worker threads (at most `limiter`'s at once) within `budget`: the
+) -> Picture:
+    """The Picture of `data`, decoded in worker threads (at most `limiter`'s at once) within `budget`: the
     header is read first (no pixels), then the decode's cost is reserved, then the pixels are decoded."""
     image = await anyio.to_thread.run_sync(partial(open_image, data, max_pixels=max_pixels), limiter=limiter)
     try:
@@ -107,7 +96,7 @@ async def decode_in_thread(
             )
         # The thread is not abandoned when the request is cancelled, so the bytes stay reserved while it runs.
         async with budget.reserve(cost):
-            convert = partial(model_input, image, size=size, policy=policy, facts=facts)
+            convert = partial(picture, image, size=size, policy=policy)
             return await anyio.to_thread.run_sync(convert, limiter=limiter)
     finally:
         image.close()

@@ -7,11 +7,12 @@ from __future__ import annotations
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serve.error_codes import ErrorCode
 from serve.errors import ApiError
 
 
 class Stopping:
-    """Set once, when shutdown begins (serve/server.py); `app.state.stopping`. Cancels every body read waiting."""
+    """Set once, when shutdown begins (serve/server.py); `Service.stopping`. Cancels every body read waiting."""
 
     def __init__(self) -> None:
         self._set = False
@@ -42,8 +43,7 @@ class Stopping:
 
 def cut_off() -> ApiError:
     return ApiError(
-        503,
-        "not_ready",
+        ErrorCode.SHUTTING_DOWN,
         "the service is shutting down and the upload had not fully arrived; retry",
         {"Retry-After": "1", "Connection": "close"},
     )

@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from serve.error_codes import FOR_HTTP_STATUS, ErrorCode
 from serve.fragments import error_fragment, wants_html
 
 log = logging.getLogger("serve")
@@ -16,34 +17,32 @@ log = logging.getLogger("serve")
 # replayed by a browser or a proxy.
 NO_STORE = {"Cache-Control": "no-store"}
 
-# Starlette raises HTTPException for routing and form parsing; give those codes our vocabulary.
-HTTP_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-}
+RETRY_AFTER = {"Retry-After": "1"}
 
 
 class ApiError(Exception):
     """A request the service refuses on purpose: rendered as {"error": code, "detail": text} or a fragment."""
 
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, detail: str, headers: dict[str, str] | None = None, *, status: int | None = None
+    ) -> None:
+        """`status` only for a Starlette status passed on as ErrorCode.HTTP_ERROR; every other code has its own."""
         super().__init__(detail)
-        self.status = status
         self.code = code
+        self.status = status or code.status
         self.detail = detail
         self.headers = headers or {}
 
 
 def not_ready() -> ApiError:
-    return ApiError(503, "not_ready", "the model is loading or warming up; retry shortly", {"Retry-After": "1"})
+    return ApiError(ErrorCode.NOT_READY, "the model is loading or warming up; retry shortly", RETRY_AFTER)
 
 
 def render_error(request: Request, error: ApiError) -> Response:
     headers = NO_STORE | error.headers
     if wants_html(request):
-        return HTMLResponse(error_fragment(error.code, error.detail), error.status, headers=headers)
-    body = {"error": error.code, "detail": error.detail}
+        return HTMLResponse(error_fragment(error.code.value, error.detail), error.status, headers=headers)
+    body = {"error": error.code.value, "detail": error.detail}
     return JSONResponse(body, error.status, headers=headers)
 
 
@@ -54,20 +53,20 @@ async def api_error_handler(request: Request, exc: Exception) -> Response:
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = HTTP_CODES.get(exc.status_code, "http_error")
+    code = FOR_HTTP_STATUS.get(exc.status_code, ErrorCode.HTTP_ERROR)
     detail = exc.detail
     if exc.status_code == 404:
         detail = f"no route {request.url.path}; see /docs"
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed here; allowed: {(exc.headers or {}).get('Allow', '')}"
-    return render_error(request, ApiError(exc.status_code, code, detail, dict(exc.headers or {})))
+    return render_error(request, ApiError(code, detail, dict(exc.headers or {}), status=exc.status_code))
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     # Keeps the error shape for genuine server faults (e.g. a broken model); no client input may get here,
     # which the fuzz test checks with exceptions re-raised.
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return render_error(request, ApiError(500, "internal_error", "the service failed; this is a bug"))
+    return render_error(request, ApiError(ErrorCode.INTERNAL_ERROR, "the service failed; this is a bug"))
 
 
 EXCEPTION_HANDLERS = {

@@ -18,6 +18,7 @@ from PIL import Image
 
 from contract.model_file import CAM_NAME
 from serve.model import LoadedModel
+from serve.schemas import Explanation
 
 METHOD = "class activation map"
 DIGITS = 3
@@ -50,14 +51,9 @@ def heatmap_png(pixels: np.ndarray, grid: np.ndarray) -> str:
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
-async def explain(model: LoadedModel, pixels: np.ndarray, label: str) -> dict | None:
+async def explain(model: LoadedModel, pixels: np.ndarray, label: str) -> Explanation | None:
     """The answer's `explanation`, or None for a model file without a class activation map."""
     if not model.has_class_activation:
         return None
     grid = await anyio.to_thread.run_sync(class_map, model, pixels, model.labels.index(label))
-    return {
-        "method": METHOD,
-        "label": label,
-        "grid": np.round(grid, DIGITS).tolist(),
-        "heatmap": heatmap_png(pixels, grid),
-    }
+    return Explanation(METHOD, label, np.round(grid, DIGITS).tolist(), heatmap_png(pixels, grid))

@@ -1,9 +1,6 @@
-"""POST /feedback: a person says whether an answer was right, and may share the 32x32 picture the model saw.
-
-    {"request_id": "...", "token": "<the answer's feedback_token>",
-     "label": "<one of the model's labels>" | "none_of_these", "predicted": "<the answer's label>" (optional),
-     "correct": true | false (optional, ignored: the token says what was answered),
-     "share_thumbnail": false (default), "thumbnail": "<base64 PNG of the model's input>" (read only with consent)}
+"""POST /feedback: a person says whether an answer was right, and may share the 32x32 picture the model saw. The body
+is a `serve.schemas.Feedback`: the answer's `request_id` and `feedback_token` (as `token`), the `label` (one of the
+model's, or none_of_these), and optionally `predicted`, `correct` (ignored), `share_thumbnail` and `thumbnail`.
 
 Only the answer's own token opens it (contract/feedback_token.py): a request id never answered, an answer older than
 FEEDBACK_WINDOW_S, another answer's label, or a thumbnail that is not the picture the model saw are refused. The check
@@ -14,25 +11,29 @@ one "feedback" line to the prediction log; harvest keeps the first per answer (m
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from contract import feedback_token
 from contract import prediction_log as plog
-from serve.errors import NO_STORE, ApiError, not_ready
+from serve.error_codes import ErrorCode
+from serve.errors import NO_STORE, RETRY_AFTER, ApiError, not_ready
 from serve.rate_limit import client_of, retry_after
+from serve.schemas import ENCODER, Feedback, FeedbackAccepted
 from serve.thumbnails import BadThumbnail, checked_thumbnail, thumbnail_base64
-from serve.uploads import UploadPace, read_body, upload_budget
+from serve.uploads import read_body
+
+if TYPE_CHECKING:
+    from serve.model import LoadedModel
 
 # A 32x32 thumbnail is at most ~4.3 KB of base64 (contract THUMBNAIL_MAX_CHARS allows 8 KiB); the rest of the JSON is
 # a few hundred bytes. 16 KiB leaves room for both and nothing else.
 FEEDBACK_MAX_BYTES = 16 * 1024
 JSON_TYPES = ("application/json",)
-FIELDS = ("request_id", "token", "label", "predicted", "correct", "share_thumbnail", "thumbnail")
 TOKEN_REFUSALS = {  # why contract.feedback_token.check refused a token that is not too old -> the error's detail
     feedback_token.MALFORMED: "`token` must be the `feedback_token` of the answer",
     feedback_token.FORGED: "`token` is not one this service issued for this answer",
@@ -52,97 +53,90 @@ class FeedbackKeys:
     def check(self, token: object, request_id: str) -> feedback_token.Answer:
         result = feedback_token.check(token, request_id, self.keys, now=time.time(), window_s=self.window_s)
         if result == feedback_token.EXPIRED:
-            raise ApiError(410, "feedback_expired", "the answer is too old for feedback: classify the picture again")
+            raise ApiError(ErrorCode.FEEDBACK_EXPIRED, "the answer is too old for feedback: classify the picture again")
         if isinstance(result, str):
-            raise ApiError(403, "bad_token", TOKEN_REFUSALS[result])
+            raise ApiError(ErrorCode.BAD_TOKEN, TOKEN_REFUSALS[result])
         return result
 
 
+REQUEST_ID_RULE = "`request_id` must be the answer's id: 1-128 letters, digits, '_', '.' or '-'"
+
+
 def bad(detail: str) -> ApiError:
-    return ApiError(400, "bad_feedback", detail)
+    return ApiError(ErrorCode.BAD_FEEDBACK, detail)
 
 
 async def feedback(request: Request) -> Response:
-    state = request.app.state
-    if state.model is None:
+    service = request.app.state.service
+    if service.model is None:
         raise not_ready()
     # Before the body is read: a flood costs a dictionary look-up a request.
-    wait = state.feedback_limiter.take(client_of(request, behind_front_end=state.settings.on_cloud_run))
+    wait = service.feedback_limiter.take(client_of(request, behind_front_end=service.settings.on_cloud_run))
     if wait:
-        raise ApiError(429, "too_much_feedback", "too much feedback from here; retry later",
+        raise ApiError(ErrorCode.TOO_MUCH_FEEDBACK, "too much feedback from here; retry later",
                        {"Retry-After": retry_after(wait)})  # fmt: skip
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in JSON_TYPES:
-        raise ApiError(415, "not_json", "send the feedback as JSON with `Content-Type: application/json`")
-    settings = state.settings
-    pace = UploadPace(settings.body_timeout_s, settings.upload_grace_s, settings.min_upload_bytes_per_s)
-    with upload_budget(state).reservation() as reservation:
-        body = await read_body(request, FEEDBACK_MAX_BYTES, pace, reservation)
-    line = feedback_line(parse(body), state.model, state.feedback)
+        raise ApiError(ErrorCode.NOT_JSON, "send the feedback as JSON with `Content-Type: application/json`")
+    with service.uploads.reservation() as reservation:
+        body = await read_body(request, FEEDBACK_MAX_BYTES, service.pace, reservation)
+    line = feedback_line(parse(body, service.model.labels), service.model, service.feedback_keys)
     # 202 promises the line is in the prediction log's write queue (written within a moment, unless the process is
     # killed); a service that keeps no log, or whose queue is full, says so instead of pretending.
-    if state.prediction_log is None:
-        raise ApiError(503, "feedback_not_kept", "this service keeps no feedback: PREDICTION_LOG is unset")
-    if not state.prediction_log.submit(line):
-        raise ApiError(503, "feedback_not_kept", "the feedback log is full; retry shortly", {"Retry-After": "1"})
-    state.metrics.feedback.labels(line["verdict"]).inc()
-    return JSONResponse(
-        {"status": "accepted", "request_id": line["request_id"], "verdict": line["verdict"]}, 202, NO_STORE
-    )
+    if service.prediction_log is None:
+        raise ApiError(ErrorCode.FEEDBACK_NOT_KEPT, "this service keeps no feedback: PREDICTION_LOG is unset")
+    if not service.prediction_log.submit(line):
+        raise ApiError(ErrorCode.FEEDBACK_NOT_KEPT, "the feedback log is full; retry shortly", RETRY_AFTER)
+    service.metrics.feedback.labels(line["verdict"]).inc()
+    accepted = FeedbackAccepted("accepted", line["request_id"], line["verdict"])
+    return Response(ENCODER.encode(accepted), 202, NO_STORE, media_type="application/json")
 
 
-def parse(body: bytes) -> dict[str, Any]:
+def parse(body: bytes, labels: tuple[str, ...]) -> Feedback:
+    """The body as a Feedback (serve/schemas.py): JSON, an object of its fields only, each of its type. A field whose
+    problem has a code of its own gets it; msgspec's message names the field."""
+    field_errors = {
+        "request_id": (ErrorCode.BAD_REQUEST_ID, REQUEST_ID_RULE),
+        "label": (ErrorCode.UNKNOWN_LABEL, f"`label` must be one of {', '.join((*labels, plog.NONE_OF_THESE))}"),
+        "thumbnail": (ErrorCode.BAD_THUMBNAIL, "`thumbnail` must be base64 text of a PNG"),
+    }
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        return msgspec.json.decode(body, type=Feedback)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        for name, (code, detail) in field_errors.items():
+            if message.endswith((f"`$.{name}`", f"field `{name}`")):
+                raise ApiError(code, detail) from None
+        raise bad(message) from None
+    except (msgspec.DecodeError, RecursionError):
         raise bad("the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise bad("the body must be a JSON object")
-    unknown = sorted(set(data) - set(FIELDS))
-    if unknown:
-        raise bad(f"unknown fields: {', '.join(unknown)} (known: {', '.join(FIELDS)})")
-    return data
 
 
-def feedback_line(data: dict[str, Any], model: Any, keys: FeedbackKeys) -> dict[str, Any]:
+def feedback_line(data: Feedback, model: LoadedModel, keys: FeedbackKeys) -> dict[str, Any]:
     """The checked request -> the log line (contract.prediction_log.build_feedback)."""
-    request_id = data.get("request_id")
-    if not plog.valid_request_id(request_id):
-        raise ApiError(
-            400, "bad_request_id", "`request_id` must be the answer's id: 1-128 letters, digits, '_', '.' or '-'"
-        )
-    if data.get("token") is None:
-        raise bad("send the answer's `feedback_token` as `token`")
-    answered = keys.check(data["token"], request_id)
+    answered = keys.check(data.token, data.request_id)
     known = (*model.labels, plog.NONE_OF_THESE)
-    label = data.get("label")
-    if not isinstance(label, str) or label not in known:
-        raise ApiError(422, "unknown_label", f"`label` must be one of {', '.join(known)}")
-    predicted = data.get("predicted")
-    if predicted is not None and predicted != answered.label:
-        raise ApiError(403, "bad_token", f"`predicted` is {predicted!r}, the answer the token is for said "
+    if data.label not in known:
+        raise ApiError(ErrorCode.UNKNOWN_LABEL, f"`label` must be one of {', '.join(known)}")
+    if data.predicted is not None and data.predicted != answered.label:
+        raise ApiError(ErrorCode.BAD_TOKEN, f"`predicted` is {data.predicted!r}, the answer the token is for said "
                        f"{answered.label!r}")  # fmt: skip
-    correct, share = data.get("correct"), data.get("share_thumbnail", False)
-    if correct is not None and not isinstance(correct, bool):
-        raise bad("`correct` must be true, false or absent")
-    if not isinstance(share, bool):
-        raise bad("`share_thumbnail` must be true or false")
     thumbnail = None
-    if share:  # without consent the picture is not even looked at
+    if data.share_thumbnail:  # without consent the picture is not even looked at
         try:
-            pixels = checked_thumbnail(data.get("thumbnail"), model.input_size)
+            pixels = checked_thumbnail(data.thumbnail, model.input_size)
         except BadThumbnail as exc:
-            raise ApiError(422, "bad_thumbnail", str(exc)) from None
+            raise ApiError(ErrorCode.BAD_THUMBNAIL, str(exc)) from None
         if feedback_token.input_digest(pixels) != answered.input_digest:
-            raise ApiError(422, "bad_thumbnail", "`thumbnail` is not the picture the model saw for this answer")
+            raise ApiError(ErrorCode.BAD_THUMBNAIL, "`thumbnail` is not the picture the model saw for this answer")
         thumbnail = thumbnail_base64(pixels)  # re-encoded: nothing of the client's file but the pixels is logged
     return plog.build_feedback(
-        request_id=request_id,
-        label=label,
+        request_id=data.request_id,
+        label=data.label,
         predicted=answered.label,
         thumbnail=thumbnail,
-        share_thumbnail=share,
+        share_thumbnail=data.share_thumbnail,
         model_version=answered.model_version,
         input_digest=answered.input_digest,
-        token=data["token"],
+        token=data.token,
     )

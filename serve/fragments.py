@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from contract.prediction_log import NONE_OF_THESE, NOT_SURE_BELOW
 from serve.error_codes import error_title
+from serve.schemas import Answer
 
 
 def wants_html(request: Request) -> bool:
@@ -27,44 +28,44 @@ def percent(score: float) -> str:
 
 
 def result_fragment(
-    result: dict, *, labels: Sequence[str] = (), thumbnail: str | None = None, explainable: bool = False
+    answer: Answer, *, labels: Sequence[str] = (), thumbnail: str | None = None, explainable: bool = False
 ) -> str:
     """The answer; with `thumbnail` (base64 PNG of the model's input) the picture as the model saw it, and with
     `labels` (the model's) the question whether it is right (the page posts the reply to /feedback). An outlier reads
     as none of the ten, its label only the best guess beneath. `explainable` (the model has a class activation map)
     offers "Why?", which the page asks for with ?explain=1; the answer's `explanation`, when there, is shown."""
-    items = " ".join(_topk_item(entry["label"], entry["score"]) for entry in result["top_k"])
-    model = result["model"]
+    items = " ".join(_topk_item(entry.label, entry.score) for entry in answer.top_k)
+    model = answer.model
     return (
-        f'<section class="result" data-label="{escape(result["label"])}"{_outlier_data(result)}> '
-        f"{_headline(result)}"
+        f'<section class="result" data-label="{escape(answer.label)}"{_outlier_data(answer)}> '
+        f"{_headline(answer)}"
         f'<ol class="topk"> {items} </ol> '
         f"{_seen(thumbnail)}"
-        f"{_why(result, explainable)}"
-        f"{_feedback_form(result, labels, thumbnail is not None)}"
-        f'<p class="result-model">model {escape(model["name"])} {escape(model["version"])}</p></section>'
+        f"{_why(answer, explainable)}"
+        f"{_feedback_form(answer, labels, thumbnail is not None)}"
+        f'<p class="result-model">model {escape(model.name)} {escape(model.version)}</p></section>'
     )
 
 
-def _headline(result: dict) -> str:
-    label, sure = escape(result["label"]), percent(result["score"])
-    if result.get("outlier"):
+def _headline(answer: Answer) -> str:
+    label, sure = escape(answer.label), percent(answer.score)
+    if answer.outlier:
         return (
             '<h2 class="result-label result-outlier">This doesn’t look like any of the ten things I know</h2> '
             f'<p class="result-guess">Best guess: {label}, {sure}% sure</p> '
         )
-    unsure = _unsure_note(result["score"])
+    unsure = _unsure_note(answer.score)
     return f'<h2 class="result-label">{label}</h2> <p class="result-score">{sure}% sure</p> {unsure}'
 
 
-def _why(result: dict, explainable: bool) -> str:
+def _why(answer: Answer, explainable: bool) -> str:
     """The heatmap of an explained answer, or the button that asks for it."""
-    explanation = result.get("explanation")
+    explanation = answer.explanation or None  # UNSET (not asked for) and None (no map) alike
     if explanation:
-        label = escape(explanation["label"])
+        label = escape(explanation.label)
         return (
             '<figure class="result-why"><img class="result-heatmap" '
-            f'src="data:image/png;base64,{escape(explanation["heatmap"])}" alt="Where the model looked for {label}: '
+            f'src="data:image/png;base64,{escape(explanation.heatmap)}" alt="Where the model looked for {label}: '
             f'the warmer a region, the more it counted"> <figcaption>Where it looked for “{label}”: the warmer, '
             "the more it counted</figcaption></figure> "
         )
@@ -73,12 +74,12 @@ def _why(result: dict, explainable: bool) -> str:
     return '<p class="result-why-ask"><button type="button" class="button result-why-button">Why?</button></p> '
 
 
-def _outlier_data(result: dict) -> str:
+def _outlier_data(answer: Answer) -> str:
     """The outlier flag and score as data attributes (absent when the model has no outlier score)."""
-    if result.get("outlier") is None:
+    if answer.outlier is None:
         return ""
-    flag = "true" if result["outlier"] else "false"
-    return f' data-outlier="{flag}" data-outlier-score="{result["outlier_score"]:.4f}"'
+    flag = "true" if answer.outlier else "false"
+    return f' data-outlier="{flag}" data-outlier-score="{answer.outlier_score:.4f}"'
 
 
 def _seen(thumbnail: str | None) -> str:
@@ -90,13 +91,13 @@ def _seen(thumbnail: str | None) -> str:
     )
 
 
-def _feedback_form(result: dict, labels: Sequence[str], with_thumbnail: bool) -> str:
+def _feedback_form(answer: Answer, labels: Sequence[str], with_thumbnail: bool) -> str:
     """Yes, or "No, it's a ..." (the model's other labels, or none of these), and consent to share the thumbnail:
     off unless the person ticks it."""
     if not labels:
         return ""
     options = "".join(
-        f'<option value="{escape(name)}">{escape(name)}</option>' for name in labels if name != result["label"]
+        f'<option value="{escape(name)}">{escape(name)}</option>' for name in labels if name != answer.label
     )
     consent = (
         '<label class="feedback-consent"><input type="checkbox" name="share_thumbnail"> '
@@ -105,9 +106,9 @@ def _feedback_form(result: dict, labels: Sequence[str], with_thumbnail: bool) ->
         else ""
     )
     return (
-        f'<form class="feedback" data-request-id="{escape(result.get("request_id", ""))}" '
-        f'data-token="{escape(result.get("feedback_token", ""))}" '
-        f'data-predicted="{escape(result["label"])}"><fieldset><legend>Is this right?</legend> '
+        f'<form class="feedback" data-request-id="{escape(answer.request_id)}" '
+        f'data-token="{escape(answer.feedback_token)}" '
+        f'data-predicted="{escape(answer.label)}"><fieldset><legend>Is this right?</legend> '
         '<div class="feedback-choices"><button type="submit" class="button feedback-yes" value="right">Yes</button> '
         '<span class="feedback-no"><label for="feedback-label">No, it’s a</label> '
         '<select id="feedback-label" name="label"><option value="">choose…</option>'

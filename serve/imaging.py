@@ -6,7 +6,7 @@ import contextlib
 import io
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -64,17 +64,25 @@ RESIZE_POLICIES: dict[str, Callable[[Image.Image, tuple[int, int]], Image.Image]
 }
 
 
+class Picture(NamedTuple):
+    """A decoded upload: what the model sees, and what the upload was (for the prediction log)."""
+
+    pixels: np.ndarray  # the model's uint8 [H, W, 3] input
+    upload: dict[str, Any]  # the format and the width and height its header declares (upload_facts)
+
+
 def to_model_input(data: bytes, *, size: tuple[int, int], policy: str, max_pixels: int) -> np.ndarray:
     return model_input(open_image(data, max_pixels=max_pixels), size=size, policy=policy)
 
 
-def model_input(
-    image: Image.Image, *, size: tuple[int, int], policy: str, facts: dict[str, Any] | None = None
-) -> np.ndarray:
-    """An opened (header-only) image -> the model's uint8 [H, W, 3]: decode the pixels, then prepare them.
-    `facts`, when given, gets the upload's format and size as its header declares them (for the prediction log)."""
-    if facts is not None:
-        facts.update(upload_facts(image))
+def picture(image: Image.Image, *, size: tuple[int, int], policy: str) -> Picture:
+    """An opened (header-only) image -> its Picture: the header's facts first, before decoding changes its size."""
+    facts = upload_facts(image)
+    return Picture(model_input(image, size=size, policy=policy), facts)
+
+
+def model_input(image: Image.Image, *, size: tuple[int, int], policy: str) -> np.ndarray:
+    """An opened (header-only) image -> the model's uint8 [H, W, 3]: decode the pixels, then prepare them."""
     image = load(image, min_side=max(size))
     try:
         return prepare(image, size=size, policy=policy)
@@ -131,10 +139,8 @@ def _signature(data: bytes) -> str | None:
     return None
 
 
-def to_model_input_if_cheap(
-    data: bytes, *, size: tuple[int, int], policy: str, max_pixels: int, facts: dict[str, Any] | None = None
-) -> np.ndarray | None:
-    """The model input when decoding `data` costs less than handing it to a worker thread, else None: a small body
+def decode_if_cheap(data: bytes, *, size: tuple[int, int], policy: str, max_pixels: int) -> Picture | None:
+    """The Picture when decoding `data` costs less than handing it to a worker thread, else None: a small body
     whose structure is plain (serve.inline_decode) and whose header declares a thumbnail. Bytes of no format we
     read are refused right here, which costs nothing."""
     if len(data) > INLINE_MAX_BYTES:
@@ -147,7 +153,7 @@ def to_model_input_if_cheap(
     if width * height > INLINE_MAX_PIXELS or image.format not in PLAIN_CHECKS:  # an MPO, say
         image.close()
         return None
-    return model_input(image, size=size, policy=policy, facts=facts)
+    return picture(image, size=size, policy=policy)
 
 
 def decode_cost(image: Image.Image) -> int:

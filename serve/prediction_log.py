@@ -28,6 +28,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from contract import prediction_log as plog
+from contract.feedback_token import input_digest
+from serve.schemas import Answer
 
 log = logging.getLogger("serve")
 
@@ -52,12 +54,11 @@ class Prediction:
     time: str
     model_name: str
     model_version: str
-    result: dict[str, Any]  # serve.scoring.answer()
+    answer: Answer  # what the client was answered
     latency_ms: float
     upload: dict[str, Any]  # format, width, height, bytes
     pixels: np.ndarray  # the model's uint8 [H, W, 3] input: summarised, never written
     embedding: np.ndarray | None  # the model's `embedding` row, when it has that output
-    input_digest: str | None = None  # contract.feedback_token.input_digest(pixels), which the answer's token signs
     shadow: dict[str, Any] | None = None  # the shadow challenger's answer (serve/shadow.py), when it gave one
 
 
@@ -72,12 +73,12 @@ def prediction_lines(records: list[Prediction]) -> list[dict[str, Any]]:
             request_id=record.request_id,
             model_name=record.model_name,
             model_version=record.model_version,
-            label=record.result["label"],
-            score=record.result["score"],
-            top_k=record.result["top_k"],
-            outlier=record.result.get("outlier"),
-            outlier_score=record.result.get("outlier_score"),
-            input_digest=record.input_digest,
+            label=record.answer.label,
+            score=record.answer.score,
+            top_k=[{"label": entry.label, "score": entry.score} for entry in record.answer.top_k],
+            outlier=record.answer.outlier,
+            outlier_score=record.answer.outlier_score,
+            input_digest=input_digest(record.pixels),  # what the answer's token signs, computed off the event loop
             shadow=record.shadow,
             latency_ms=record.latency_ms,
             upload=record.upload,

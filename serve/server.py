@@ -19,7 +19,7 @@ HEADERS = [("X-Content-Type-Options", "nosniff")]
 
 
 def build_server(app: Starlette, settings: Settings) -> uvicorn.Server:
-    metrics = app.state.metrics
+    metrics = app.state.service.metrics
 
     def count_refusal(status: int) -> None:
         # Answered before any route was chosen, so they are `unmatched`, method unknown.
@@ -58,7 +58,7 @@ class GracefulServer(uvicorn.Server):
     async def shutdown(self, sockets: Any = None) -> None:
         # First cut the uploads still arriving (serve/draining.py), then uvicorn's drain: stop listening, let the
         # requests in flight finish for up to SHUTDOWN_GRACE_S, cancel what is left, run the lifespan's shutdown.
-        self.app.state.stopping.set()
+        self.app.state.service.stopping.set()
         await super().shutdown(sockets=sockets)
 
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from contract.model_file import OUTLIER_SCORE_NAME, OUTPUT_NAME
+from serve.core import Classifier
 from serve.model import LoadedModel, ModelLoadError
 from serve.prediction_log import Prediction
-from serve.scoring import answer
+from serve.schemas import Classification
 
 log = logging.getLogger("serve")
 
@@ -38,15 +38,14 @@ _STOP = object()
 class Shadow:
     """`offer()` from the event loop; `start()` and `stop()` around the app's life."""
 
-    def __init__(self, model: LoadedModel, share: float, *, capacity: int, count: Callable[[str], None],
+    def __init__(self, challenger: Classifier, share: float, *, capacity: int, count: Callable[[str], None],
                  write: Callable[[Prediction], None] | None, rng: random.Random | None = None) -> None:  # fmt: skip
-        self.model = model
+        self.challenger = challenger
         self.share = share
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._count = count  # outcome -> the metric
         self._write = write  # the prediction log's submit, or None without a log
         self._rng = rng or random.Random()
-        self._outputs = model.answer_outputs(embedding=False)
         self._thread: threading.Thread | None = None
 
     def offer(self, prediction: Prediction, *, busy: bool) -> bool:
@@ -95,7 +94,7 @@ class Shadow:
     def _answer(self, predictions: list[Prediction]) -> None:
         started = time.perf_counter()
         try:
-            outputs = self.model.outputs(self._outputs, np.stack([p.pixels for p in predictions]))
+            outputs = self.challenger.infer(np.stack([p.pixels for p in predictions]))
         except Exception:  # the challenger failing must never cost the champion's line
             log.exception("the shadow model failed on %d requests", len(predictions))
             for prediction in predictions:
@@ -103,10 +102,9 @@ class Shadow:
                 self._emit(prediction)
             return
         inference_ms = round((time.perf_counter() - started) * 1000, 3)
-        for index, prediction in enumerate(predictions):
-            row = {name: values[index] for name, values in zip(self._outputs, outputs, strict=True)}
-            shadow = shadow_answer(self.model, row) | {"inference_ms": inference_ms}
-            self._count("agree" if shadow["label"] == prediction.result["label"] else "disagree")
+        for prediction, row in zip(predictions, outputs, strict=True):
+            shadow = shadow_answer(self.challenger.answer(row)) | {"inference_ms": inference_ms}
+            self._count("agree" if shadow["label"] == prediction.answer.label else "disagree")
             self._emit(dataclasses.replace(prediction, shadow=shadow))
 
     def _emit(self, prediction: Prediction) -> None:
@@ -114,14 +112,12 @@ class Shadow:
             self._write(prediction)
 
 
-def shadow_answer(model: LoadedModel, row: dict[str, np.ndarray]) -> dict[str, Any]:
+def shadow_answer(answer: Classification) -> dict[str, Any]:
     """The line's `shadow`: the challenger's version, label and score (and outlier fields when its file has them);
     the caller adds `inference_ms`, the time of the challenger's batch."""
-    result = answer(row[OUTPUT_NAME], model.labels, 1, {"name": model.name, "version": model.version},
-                    outlier_score=row.get(OUTLIER_SCORE_NAME), outlier_threshold=model.outlier_threshold)  # fmt: skip
-    shadow = {"version": model.version, "label": result["label"], "score": result["score"]}
-    if result["outlier"] is not None:
-        shadow |= {"outlier": result["outlier"], "outlier_score": result["outlier_score"]}
+    shadow = {"version": answer.model.version, "label": answer.label, "score": answer.score}
+    if answer.outlier is not None:
+        shadow |= {"outlier": answer.outlier, "outlier_score": answer.outlier_score}
     return shadow
 
 

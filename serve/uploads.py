@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from starlette.datastructures import UploadFile
@@ -18,12 +17,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
-from serve.errors import ApiError
+from serve.error_codes import ErrorCode
+from serve.errors import RETRY_AFTER, ApiError
 
 MULTIPART = "multipart/form-data"
 # Connection: close, so the rest of an upload that is refused midway is not read on a connection nobody will reuse.
 CLOSE = {"Connection": "close"}
-RETRY_AFTER = {"Retry-After": "1"}
 
 
 class UploadBudget:
@@ -52,21 +51,12 @@ class Reservation:
     def check(self, size: int, headers: dict[str, str]) -> None:
         """503 unless `size` more bytes fit in the budget."""
         if self._budget.held + size > self._budget.capacity:
-            raise ApiError(503, "overloaded", "too many uploads are in memory; retry shortly", RETRY_AFTER | headers)
+            raise ApiError(ErrorCode.OVERLOADED, "too many uploads are in memory; retry shortly", RETRY_AFTER | headers)
 
     def take(self, size: int, headers: dict[str, str]) -> None:
         self.check(size, headers)
         self._budget.held += size
         self.held += size
-
-
-def upload_budget(state: Any) -> UploadBudget:
-    """The app's budget for bodies in memory (on `app.state`), made on its first upload (on the event loop: no
-    race); /classify and /feedback share it."""
-    budget = getattr(state, "upload_budget", None)
-    if budget is None:
-        budget = state.upload_budget = UploadBudget(state.settings.receive_buffer_bytes)
-    return budget
 
 
 @dataclass(frozen=True)
@@ -95,7 +85,7 @@ class UploadPace:
                 f"the upload arrives too slowly: {received} bytes in {deadline:.1f} s, "
                 f"under the minimum of {self.min_bytes_per_s} bytes/s"
             )
-        return ApiError(408, "body_timeout", detail, CLOSE)
+        return ApiError(ErrorCode.BODY_TIMEOUT, detail, CLOSE)
 
 
 async def read_upload(request: Request, limit: int, pace: UploadPace, reservation: Reservation) -> bytes:
@@ -103,7 +93,7 @@ async def read_upload(request: Request, limit: int, pace: UploadPace, reservatio
     budget, and cuts an upload that does not keep `pace`."""
     body = await read_body(request, limit, pace, reservation)
     if not body:
-        raise ApiError(400, "empty_body", "the request body is empty; send the image bytes or a form with `file`")
+        raise ApiError(ErrorCode.EMPTY_BODY, "the request body is empty; send the image bytes or a form with `file`")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == MULTIPART:
         return await _form_file(request, body, reservation)
@@ -112,11 +102,11 @@ async def read_upload(request: Request, limit: int, pace: UploadPace, reservatio
 
 
 async def read_body(request: Request, limit: int, pace: UploadPace, reservation: Reservation) -> bytes:
-    too_large = ApiError(413, "body_too_large", f"the body is over the {limit}-byte limit")
+    too_large = ApiError(ErrorCode.BODY_TOO_LARGE, f"the body is over the {limit}-byte limit")
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isascii() or not declared.isdigit():  # str.isdigit alone accepts "²"
-            raise ApiError(400, "bad_request", f"invalid Content-Length {declared!r}")
+            raise ApiError(ErrorCode.BAD_REQUEST, f"invalid Content-Length {declared!r}")
         if int(declared) > limit:
             raise too_large  # refused before reading a single byte
     reservation.check(int(declared or 1), {})  # no room for it: 503 before reading a single byte
@@ -132,7 +122,7 @@ async def read_body(request: Request, limit: int, pace: UploadPace, reservation:
         if message is None:
             raise pace.too_slow(total, deadline)
         if message["type"] == "http.disconnect":
-            raise ApiError(400, "bad_request", "the client disconnected before the body was complete")
+            raise ApiError(ErrorCode.BAD_REQUEST, "the client disconnected before the body was complete")
         chunk = message.get("body", b"")
         total += len(chunk)
         if total > limit:
@@ -155,15 +145,15 @@ async def _form_file(request: Request, body: bytes, reservation: Reservation) ->
     try:
         form = await form_request.form(max_files=1, max_fields=16)
     except HTTPException as exc:  # Starlette's verdict on a malformed multipart body
-        raise ApiError(400, "bad_request", f"malformed multipart body: {exc.detail}") from None
+        raise ApiError(ErrorCode.BAD_REQUEST, f"malformed multipart body: {exc.detail}") from None
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             found = "a text field" if upload is not None else "no such field"
-            raise ApiError(400, "missing_file", f"the form needs a file in the field `file` ({found})")
+            raise ApiError(ErrorCode.MISSING_FILE, f"the form needs a file in the field `file` ({found})")
         data = await upload.read()
     finally:
         await form.close()
     if not data:
-        raise ApiError(400, "empty_file", "the uploaded file is empty")
+        raise ApiError(ErrorCode.EMPTY_FILE, "the uploaded file is empty")
     return data

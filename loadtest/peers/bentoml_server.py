@@ -25,7 +25,7 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument
 
-from loadtest.peers.classifier import Classifier, ImageRejected
+from serve.core import Classifier, ImageRejected
 from serve.settings import Settings
 
 SETTINGS = Settings.from_env()
@@ -35,7 +35,7 @@ DEADLINE_MS = 10_000
 @bentoml.service(workers=1)
 class Model:
     def __init__(self) -> None:
-        self.classifier = Classifier(SETTINGS)
+        self.classifier = Classifier.from_settings(SETTINGS)
 
     @bentoml.api(batchable=True, max_batch_size=SETTINGS.batch_max_size, max_latency_ms=DEADLINE_MS)
     def classify(self, pictures: np.ndarray) -> list:

@@ -26,7 +26,7 @@ import litserve as ls
 import numpy as np
 from fastapi import Body, HTTPException
 
-from loadtest.peers.classifier import Classifier, ImageRejected
+from serve.core import Classifier, ImageRejected
 from serve.settings import Settings
 
 RawPicture = Annotated[bytes, Body(media_type="application/octet-stream")]

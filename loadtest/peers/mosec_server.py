@@ -23,7 +23,7 @@ from typing import Any
 from mosec import Server, Worker
 from mosec.errors import DecodingError
 
-from loadtest.peers.classifier import Classifier, ImageRejected
+from serve.core import Classifier, ImageRejected
 from serve.settings import Settings
 
 MOSEC_LOG_LEVELS = {"critical": "error", "error": "error", "warning": "warning", "info": "info"}

@@ -30,7 +30,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from loadtest.peers.classifier import Classifier, ImageRejected
+from serve.core import Classifier, ImageRejected
 from serve.settings import Settings
 
 SETTINGS = Settings.from_env()
@@ -39,7 +39,7 @@ SETTINGS = Settings.from_env()
 @serve.deployment(num_replicas=1, max_ongoing_requests=SETTINGS.queue_size)
 class Classify:
     def __init__(self) -> None:
-        self.classifier = Classifier(SETTINGS)
+        self.classifier = Classifier.from_settings(SETTINGS)
         self.ready = False  # set by the driver once it can be stopped cleanly (main)
 
     def mark_ready(self) -> None:

@@ -19,9 +19,9 @@ from contract.paths import PROJECT_ROOT
 from loadtest import report, targets
 from loadtest.payloads import jpeg, photo_like
 from loadtest.peers import specs, venv
-from loadtest.peers.classifier import Classifier, ImageRejected
 from loadtest.servers import Server, ServerSpec, service_spec
 from serve.app import create_app
+from serve.core import Classifier, ImageRejected
 from serve.settings import Settings
 from tests.serve.tiny_model import build_model
 
@@ -78,7 +78,7 @@ def test_the_pictures_get_different_answers(service_answers):
 
 
 def test_the_classifier_answers_a_batch_as_the_service_answers_each(tiny_model, pictures, service_answers):
-    classifier = Classifier(Settings(model_path=tiny_model, ort_threads=1))
+    classifier = Classifier.from_settings(Settings(model_path=tiny_model, ort_threads=1))
     answers = classifier.classify([classifier.decode(p) for p in pictures])
     assert len(answers) == len(service_answers)
     for answer, expected in zip(answers, service_answers, strict=True):
@@ -86,7 +86,7 @@ def test_the_classifier_answers_a_batch_as_the_service_answers_each(tiny_model, 
 
 
 def test_the_classifier_refuses_what_is_not_a_picture(tiny_model):
-    classifier = Classifier(Settings(model_path=tiny_model, ort_threads=1))
+    classifier = Classifier.from_settings(Settings(model_path=tiny_model, ort_threads=1))
     with pytest.raises(ImageRejected):
         classifier.decode(b"not a picture at all")
 

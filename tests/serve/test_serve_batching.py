@@ -19,7 +19,7 @@ COLOURS = {"airplane": (255, 0, 0), "automobile": (0, 255, 0), "bird": (0, 0, 25
 
 
 def sample(client, name: str) -> float:
-    value = client.app.state.metrics.registry.get_sample_value(name)
+    value = client.app.state.service.metrics.registry.get_sample_value(name)
     return 0.0 if value is None else value
 
 
@@ -33,7 +33,7 @@ def test_concurrent_requests_share_one_inference(make_client, gated_model, encod
         first = pool.submit(client.post, "/classify", content=uploads[0])
         assert gated_model.entered.wait(30)  # request 1 is inside onnxruntime, alone
         rest = [pool.submit(client.post, "/classify", content=uploads[i % 3]) for i in range(1, 6)]
-        wait_until(lambda: client.app.state.batcher.waiting == 5, timeout=30)
+        wait_until(lambda: client.app.state.service.running.batcher.waiting == 5, timeout=30)
         gated_model.open()
         responses = [first.result(30)] + [f.result(30) for f in rest]
     assert [r.json()["label"] for r in responses] == expected  # each row went back to its own request
@@ -54,11 +54,11 @@ def test_batch_lingers_for_stragglers_only_when_others_are_waiting(make_client, 
         first = pool.submit(client.post, "/classify", content=red_png)
         assert gated_model.entered.wait(30)
         queued = [pool.submit(client.post, "/classify", content=red_png) for _ in range(2)]
-        wait_until(lambda: client.app.state.batcher.waiting == 2, timeout=30)
+        wait_until(lambda: client.app.state.service.running.batcher.waiting == 2, timeout=30)
         gated_model.open()
         assert first.result(30).status_code == 200
         # The batch of two lingers: nothing runs until a third request fills it, however long that takes.
-        wait_until(lambda: client.app.state.batcher.waiting == 0, timeout=30)
+        wait_until(lambda: client.app.state.service.running.batcher.waiting == 0, timeout=30)
         assert gated_model.batch_sizes == [1]
         late = pool.submit(client.post, "/classify", content=red_png)  # joins the lingering batch of two
         # Filled up, it runs at once: well before the max wait, which would raise TimeoutError here.
@@ -131,7 +131,7 @@ def test_readyz_is_503_until_the_model_is_loaded_and_warm(make_settings, red_png
     with TestClient(app) as warm:
         assert warm.get("/readyz").json() == {"status": "ready"}
         assert warm.post("/classify", content=red_png).status_code == 200
-    assert app.state.ready is False  # shut down
+    assert app.state.service.ready is False  # shut down
 
 
 def run_async(coro):
@@ -141,10 +141,10 @@ def run_async(coro):
 def test_stop_finishes_everything_already_submitted():
     calls: list[int] = []
 
-    def slow_double(batch: np.ndarray) -> tuple[np.ndarray]:
+    def slow_double(batch: np.ndarray) -> list[np.ndarray]:
         calls.append(len(batch))
         time.sleep(0.05)
-        return (batch * 2,)
+        return list(batch * 2)  # one answer per input
 
     async def scenario():
         batcher = MicroBatcher(slow_double, max_batch=4, max_wait_s=0, capacity=100, metrics=Metrics())
@@ -157,16 +157,16 @@ def test_stop_finishes_everything_already_submitted():
         return [t.result() for t in tasks]
 
     results = run_async(scenario())
-    assert [int(row[0]) for (row,) in results] == [2 * i for i in range(10)]
+    assert [int(row[0]) for row in results] == [2 * i for i in range(10)]
     assert sum(calls) == 10
     assert max(calls) <= 4
 
 
 def test_a_failing_batch_fails_its_requests_not_the_worker():
-    def picky(batch: np.ndarray) -> tuple[np.ndarray]:
+    def picky(batch: np.ndarray) -> list[np.ndarray]:
         if (batch < 0).any():
             raise RuntimeError("model exploded")
-        return (batch,)
+        return list(batch)
 
     async def scenario():
         batcher = MicroBatcher(picky, max_batch=1, max_wait_s=0, capacity=10, metrics=Metrics())
@@ -177,13 +177,13 @@ def test_a_failing_batch_fails_its_requests_not_the_worker():
         await batcher.stop()
         return result
 
-    (row,) = run_async(scenario())
+    row = run_async(scenario())
     assert int(row[0]) == 7
 
 
 def test_slots_are_bounded():
     async def scenario():
-        batcher = MicroBatcher(lambda b: (b,), max_batch=1, max_wait_s=0, capacity=2, metrics=Metrics())
+        batcher = MicroBatcher(list, max_batch=1, max_wait_s=0, capacity=2, metrics=Metrics())
         with batcher.slot(), batcher.slot(), pytest.raises(Overloaded), batcher.slot():
             pass
         with batcher.slot():  # released again
@@ -195,9 +195,9 @@ def test_slots_are_bounded():
 def test_cancelled_requests_are_skipped():
     seen: list[int] = []
 
-    def record(batch: np.ndarray) -> tuple[np.ndarray]:
+    def record(batch: np.ndarray) -> list[np.ndarray]:
         seen.extend(int(x[0]) for x in batch)
-        return (batch,)
+        return list(batch)
 
     async def scenario():
         batcher = MicroBatcher(record, max_batch=8, max_wait_s=0, capacity=10, metrics=Metrics())
@@ -210,6 +210,6 @@ def test_cancelled_requests_are_skipped():
         await batcher.stop()
         return result
 
-    (row,) = run_async(scenario())
+    row = run_async(scenario())
     assert int(row[0]) == 2
     assert seen == [2]

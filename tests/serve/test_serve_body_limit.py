@@ -56,9 +56,8 @@ def post_stream(
 
 
 def budget_held(client) -> int:
-    """Bytes of the upload budget still held (none before the app's first upload)."""
-    budget = getattr(client.app.state, "upload_budget", None)
-    return 0 if budget is None else budget.held
+    """Bytes of the upload budget still held."""
+    return client.app.state.service.uploads.held
 
 
 @pytest.mark.parametrize(

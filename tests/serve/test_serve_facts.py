@@ -1,10 +1,9 @@
-"""Each product fact has one home in serve/ (formats: serve/formats.py; error codes and titles: serve/error_codes.py;
-the body limit: serve/settings.py); these tests fail when another place states it differently: the decoder, the
-API description, the fragments, the route's mapping of decoding errors, README.md and docs/."""
+"""Each product fact has one home in serve/ (formats: serve/formats.py; error codes, statuses and titles:
+serve/error_codes.py; the body limit: serve/settings.py); these tests fail when another place states it differently:
+the decoder, the API description, the fragments, the service's mapping of decoding errors, README.md and docs/."""
 
 from __future__ import annotations
 
-import ast
 import re
 from html import escape
 from pathlib import Path
@@ -14,12 +13,12 @@ from PIL import Image
 
 from contract.model_file import RESIZE_POLICIES
 from serve import imaging
-from serve.error_codes import ERROR_TITLES
-from serve.errors import HTTP_CODES
+from serve.draining import cut_off
+from serve.error_codes import FOR_HTTP_STATUS, ErrorCode
 from serve.formats import ACCEPTED_FORMATS, PILLOW_FORMATS
 from serve.fragments import error_fragment
 from serve.openapi import openapi_spec
-from serve.routes import IMAGE_ERRORS
+from serve.service import IMAGE_ERRORS
 from serve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,66 +65,57 @@ def test_the_resize_policies_are_the_contracts():
 # --- error codes and titles ---------------------------------------------------------------------------------
 
 
-def _serve_sources() -> dict[str, ast.Module]:
-    return {path.name: ast.parse(path.read_text()) for path in sorted(SERVE.glob("*.py"))}
+def test_every_code_is_answered_somewhere_and_has_a_title():
+    """Each code of the enumeration is raised by a module of serve/ (by name), or is one of the codes serve.errors
+    gives Starlette's statuses, or the decoding errors' (serve.service); each has a status and a title."""
+    sources = "\n".join(path.read_text() for path in SERVE.glob("*.py") if path.name != "error_codes.py")
+    mapped = set(FOR_HTTP_STATUS.values()) | set(IMAGE_ERRORS.values()) | {ErrorCode.HTTP_ERROR}
+    for code in ErrorCode:
+        assert code in mapped or f"ErrorCode.{code.name}" in sources, code
+        assert 400 <= code.status < 600
+        assert code.title
+        assert code.meaning
 
 
-def codes_raised(files: tuple[str, ...] | None = None) -> set[str]:
-    """Every code serve/ can answer: ApiError(status, "code", ...) literals, Starlette's statuses named in
-    serve.errors, its fallback code, and the route's codes for decoding errors. With `files`: the literals in those
-    files of serve/ only."""
-    codes = set(HTTP_CODES.values()) | {code for _, code in IMAGE_ERRORS.values()} if files is None else set()
-    for name, tree in _serve_sources().items():
-        if files is not None and name not in files:
-            continue
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call) or len(node.args) < 2 or not isinstance(node.args[1], ast.Constant):
-                continue  # a code in a variable is serve.errors' for a Starlette status: HTTP_CODES has it
-            if ast.unparse(node.func) in ("ApiError", "HTTP_CODES.get"):  # HTTP_CODES.get(status, fallback code)
-                codes.add(node.args[1].value)
-    return codes
-
-
-def test_every_code_the_service_answers_has_a_title_and_every_title_a_code():
-    assert codes_raised() == set(ERROR_TITLES)
+def test_the_codes_and_titles_are_unique():
+    assert len({code.value for code in ErrorCode}) == len({code.title for code in ErrorCode}) == len(ErrorCode)
 
 
 def test_fragments_title_errors_from_the_table():
-    for code, title in ERROR_TITLES.items():
-        assert f"<strong>{escape(title)}</strong>" in error_fragment(code, "detail")
+    for code in ErrorCode:
+        assert f"<strong>{escape(code.title)}</strong>" in error_fragment(code.value, "detail")
 
 
-def test_the_api_description_names_only_codes_of_the_table():
+def test_the_api_description_lists_each_code_where_it_is_met():
     spec = openapi_spec()
-    named = set()
-    for operations in spec["paths"].values():
-        for op in operations.values():
-            for response in op["responses"].values():
-                named |= set(re.findall(r"`([a-z_]+)`", response["description"]))
-    named -= {"file"}  # the form field, not a code
-    assert named <= set(ERROR_TITLES)
-    classify = spec["paths"]["/classify"]["post"]["responses"]
-    described = " ".join(response["description"] for response in classify.values())
-    # every code an upload can meet is described at /classify; the codes only feedback meets, at /feedback
-    feedback_only = codes_raised(("feedback.py", "thumbnails.py")) - codes_raised(("routes.py", "uploads.py"))
-    assert feedback_only >= {"not_json", "bad_feedback", "bad_request_id", "unknown_label", "bad_thumbnail"}
-    upload_codes = codes_raised() - {"not_found", "http_error", "internal_error"} - feedback_only
-    assert {code for code in upload_codes if f"`{code}`" not in described} == set()
-    feedback = spec["paths"]["/feedback"]["post"]["responses"]
-    described = " ".join(response["description"] for response in feedback.values())
-    feedback_codes = feedback_only | {"body_too_large", "body_timeout", "bad_request", "not_ready", "overloaded"}
-    assert {code for code in feedback_codes if f"`{code}`" not in described} == set()
+    for path, operations in spec["paths"].items():
+        (op,) = operations.values()
+        described = {
+            status: set(re.findall(r"\(`([a-z_]+)`\)", response["description"]))
+            for status, response in op["responses"].items()
+        }
+        for code in ErrorCode:
+            if path in code.endpoints:
+                assert code.value in described[str(code.status)], (path, code)
+        named = set().union(*described.values())
+        assert named == {code.value for code in ErrorCode if path in code.endpoints}, path
+
+
+def test_the_shutdown_cut_off_has_a_code_of_its_own():
+    assert cut_off().code is ErrorCode.SHUTTING_DOWN
+    assert ErrorCode.SHUTTING_DOWN.title != ErrorCode.NOT_READY.title
 
 
 def test_the_site_config_schema_follows_the_table():
     schema = openapi_spec()["components"]["schemas"]["SiteConfig"]
-    assert schema["properties"]["errors"]["propertyNames"]["enum"] == list(ERROR_TITLES)
+    assert schema["properties"]["errors"]["propertyNames"] == {"$ref": "#/components/schemas/ErrorCode"}
+    assert openapi_spec()["components"]["schemas"]["ErrorCode"]["enum"] == sorted(code.value for code in ErrorCode)
 
 
 def test_every_decoding_error_has_a_status():
     kinds = set(imaging.ImageRejected.__subclasses__())
     assert set(IMAGE_ERRORS) == kinds
-    assert {status for status, _ in IMAGE_ERRORS.values()} == {413, 415, 422}
+    assert {code.status for code in IMAGE_ERRORS.values()} == {413, 415, 422}
 
 
 # --- what the documentation states ------------------------------------------------------------------------

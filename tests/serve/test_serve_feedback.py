@@ -56,9 +56,10 @@ BLANK = np.zeros((32, 32, 3), dtype=np.uint8)
 
 def signed(client, body: dict, seen: np.ndarray = BLANK) -> dict:
     """The body with the token the service mints for an answer `predicted` (airplane when absent) of `seen`."""
-    state = client.app.state
+    state = client.app.state.service
     label = body.get("predicted") or "airplane"
-    return {**body, "token": state.feedback.mint(body["request_id"], state.model.version, label, input_digest(seen))}
+    token = state.feedback_keys.mint(body["request_id"], state.model.version, label, input_digest(seen))
+    return {**body, "token": token}
 
 
 def post(client, body, *, seen: np.ndarray = BLANK, sign: bool = True, **headers):

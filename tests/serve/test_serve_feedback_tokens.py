@@ -111,9 +111,9 @@ def test_a_token_opens_only_its_own_answers_feedback(make_client, pictures):
 
 def test_an_answer_older_than_the_window_is_410(make_client):
     client = make_client(feedback_window_s=60)
-    state = client.app.state
+    state = client.app.state.service
     old = ft.Answer("old", state.model.version, "cat", "0" * 32, issued=0)
-    body = {"request_id": "old", "token": ft.mint(state.feedback.keys[0], old), "label": "dog"}
+    body = {"request_id": "old", "token": ft.mint(state.feedback_keys.keys[0], old), "label": "dog"}
     response = post(client, body)
     assert response.status_code == 410
     assert response.json()["error"] == "feedback_expired"
@@ -142,7 +142,7 @@ def test_unset_locally_a_random_key_per_start_said_once(make_client, caplog, pic
         first, second = make_client(), make_client()
     said = [record for record in caplog.records if "FEEDBACK_KEY is unset" in record.getMessage()]
     assert len(said) == 2  # once per start
-    assert first.app.state.feedback.keys != second.app.state.feedback.keys
+    assert first.app.state.service.feedback_keys.keys != second.app.state.service.feedback_keys.keys
     answer = classify(first, pictures[0], "r")
     body = {"request_id": "r", "token": answer["feedback_token"], "label": "dog"}
     assert post(first, body).status_code == 202

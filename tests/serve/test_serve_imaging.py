@@ -12,11 +12,11 @@ from serve.imaging import (
     ImageRejected,
     NotAnImage,
     center_crop_resize,
+    decode_if_cheap,
     load,
     open_image,
     prepare,
     to_model_input,
-    to_model_input_if_cheap,
     to_rgb,
 )
 
@@ -215,19 +215,19 @@ def test_zero_pixels_wanted_is_the_uploads_fault():
 def test_only_cheap_uploads_are_decoded_inline_and_to_the_same_pixels(encode, two_tone, size, fmt, save, inline):
     data = encode(two_tone(size=size), fmt, **save)
     options = {"size": (32, 32), "policy": "center-crop-resize", "max_pixels": 10**8}
-    cheap = to_model_input_if_cheap(data, **options)
+    cheap = decode_if_cheap(data, **options)
     assert (cheap is not None) == inline
     if inline:
-        np.testing.assert_array_equal(cheap, to_model_input(data, **options))
+        np.testing.assert_array_equal(cheap.pixels, to_model_input(data, **options))
 
 
 def test_a_big_body_is_not_even_opened_inline(encode):
     noise = np.random.default_rng(0).integers(0, 256, (128, 128, 4), dtype=np.uint8)
     data = encode(Image.fromarray(noise, "RGBA"), "PNG")  # 128x128 but its bytes are over INLINE_MAX_BYTES
     assert len(data) > INLINE_MAX_BYTES
-    assert to_model_input_if_cheap(data, size=(32, 32), policy="center-crop-resize", max_pixels=10**8) is None
+    assert decode_if_cheap(data, size=(32, 32), policy="center-crop-resize", max_pixels=10**8) is None
 
 
 def test_inline_decoding_fails_like_the_threaded_one():
     with pytest.raises(NotAnImage):  # answered 415
-        to_model_input_if_cheap(b"not an image", size=(32, 32), policy="center-crop-resize", max_pixels=10**8)
+        decode_if_cheap(b"not an image", size=(32, 32), policy="center-crop-resize", max_pixels=10**8)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from serve.app import create_app
-from serve.imaging import to_model_input, to_model_input_if_cheap
+from serve.imaging import decode_if_cheap, to_model_input
 from serve.inline_decode import INLINE_MAX_BYTES, JPEG_MAX_METADATA_BYTES, PNG_MAX_CHUNKS, plain_enough
 from tests.serve.asgi_scope import classify_scope
 
@@ -44,7 +44,7 @@ def test_the_text_bomb_goes_to_a_thread(red_thumbnail):
     bomb = text_bomb(red_thumbnail)
     assert len(bomb) <= INLINE_MAX_BYTES  # its size alone would have let it through
     assert not plain_enough("PNG", bomb)
-    assert to_model_input_if_cheap(bomb, **OPTIONS) is None
+    assert decode_if_cheap(bomb, **OPTIONS) is None
     assert (to_model_input(bomb, **OPTIONS) == RED).all()  # still a valid picture, decoded in a thread
 
 
@@ -75,9 +75,9 @@ def test_ordinary_thumbnails_still_decode_inline(encode, fmt, mode, save):
     image = noise("RGB").convert(mode) if mode == "P" else noise(mode)
     data = encode(image, fmt, **save)
     assert len(data) <= INLINE_MAX_BYTES
-    cheap = to_model_input_if_cheap(data, **OPTIONS)
+    cheap = decode_if_cheap(data, **OPTIONS)
     assert cheap is not None
-    np.testing.assert_array_equal(cheap, to_model_input(data, **OPTIONS))
+    np.testing.assert_array_equal(cheap.pixels, to_model_input(data, **OPTIONS))
 
 
 def webp_with_exif(encode) -> bytes:
@@ -127,7 +127,7 @@ THREADED = {
 def test_anything_but_plain_structure_goes_to_a_thread(encode, kind):
     data = THREADED[kind](encode(noise("RGB", 32), "PNG"), encode)
     assert len(data) <= INLINE_MAX_BYTES
-    assert to_model_input_if_cheap(data, **OPTIONS) is None
+    assert decode_if_cheap(data, **OPTIONS) is None
 
 
 # ---- through the app: a normal request is not held behind uploads that are dear to decode ----

@@ -95,7 +95,7 @@ def test_the_line_never_holds_the_picture(logged, log_path, encode, wait_until):
 
 def test_no_log_unless_configured(make_settings, client, red_png, tmp_path):
     assert make_settings().prediction_log == ""
-    assert client.app.state.prediction_log is None
+    assert client.app.state.service.prediction_log is None
     assert client.post("/classify", content=red_png).status_code == 200
 
 

@@ -16,8 +16,10 @@ from starlette.testclient import TestClient
 from contract import prediction_log as plog
 from contract.paths import SHIPPED_DIR
 from serve.app import create_app
+from serve.core import Classifier
 from serve.model import ModelLoadError, load_model
 from serve.prediction_log import Prediction
+from serve.schemas import Answer, ModelId, Score
 from serve.settings import Settings, SettingsError
 from serve.shadow import Shadow
 from tests.serve.test_serve_endpoints import metric
@@ -54,7 +56,7 @@ def test_every_shadowed_line_carries_the_challengers_answer_and_the_answers_do_n
     sink = io.StringIO()
     with shadowed(model_path, 1.0, sink) as client:
         answers = [client.post("/classify", content=p).json() for p in sent]
-    exposition = client.app.state.metrics.exposition().decode()  # after the stop: every shadow answer counted
+    exposition = client.app.state.service.metrics.exposition().decode()  # after the stop: every shadow answer counted
     assert [without_ids(a) for a in answers] == expected
     lines = {line["request_id"]: line for line in map(json.loads, sink.getvalue().splitlines())}
     challenger = load_model(CHALLENGER, threads=1)
@@ -81,14 +83,18 @@ def test_share_zero_writes_lines_without_a_shadow(model_path, red_png):
     assert plog.parse_line(json.dumps(line))["shadow"] is None
 
 
+ANSWER = Answer("cat", 0.9, [Score("cat", 0.9)], None, None, ModelId("m", "v"), "r", "token")
+
+
 def prediction(model_path) -> Prediction:
-    return Prediction(request_id="r", time=plog.now(), model_name="m", model_version="v", result={"label": "cat"},
+    return Prediction(request_id="r", time=plog.now(), model_name="m", model_version="v", answer=ANSWER,
                       latency_ms=1.0, upload={}, pixels=np.zeros((32, 32, 3), np.uint8), embedding=None)  # fmt: skip
 
 
 def test_the_challenger_is_dropped_first_when_the_service_is_busy_or_its_queue_is_full(model_path):
     counted, written = [], []
-    shadow = Shadow(load_model(model_path, threads=1), 1.0, capacity=2, count=counted.append, write=written.append)
+    challenger = Classifier(load_model(model_path, threads=1), Settings(top_k=1))
+    shadow = Shadow(challenger, 1.0, capacity=2, count=counted.append, write=written.append)
     assert not shadow.offer(prediction(model_path), busy=True)  # requests wait for the champion: no challenger
     assert shadow.offer(prediction(model_path), busy=False)
     assert shadow.offer(prediction(model_path), busy=False)
@@ -109,7 +115,7 @@ def test_under_load_the_service_drops_shadow_work_instead_of_queueing_it(model_p
 
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             codes = list(pool.map(lambda p: client.post("/classify", content=p).status_code, sent))
-    exposition = client.app.state.metrics.exposition().decode()
+    exposition = client.app.state.service.metrics.exposition().decode()
     answered = codes.count(200)
     counts = {o: metric(exposition, "serve_shadow_answers_total", outcome=o) for o in ("agree", "disagree", "dropped")}
     assert counts["agree"] + counts["disagree"] + counts["dropped"] == answered

@@ -113,7 +113,7 @@ def test_sigterm_answers_the_request_in_flight_cuts_the_trickling_upload_and_exi
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503 "), answer[:300]
     assert b"connection: close" in head.lower()
-    assert json.loads(body)["error"] == "not_ready"
+    assert json.loads(body)["error"] == "shutting_down"
     assert "shutting down" in json.loads(body)["detail"]
     assert cut_after < 1.5  # cut at once, not after the grace
     assert normal == [200]  # the request in flight was answered

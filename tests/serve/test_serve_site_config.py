@@ -9,8 +9,9 @@ from starlette.testclient import TestClient
 
 from contract import model_file
 from serve.app import create_app
-from serve.error_codes import ERROR_TITLES
+from serve.error_codes import titles
 from serve.formats import ACCEPTED_FORMATS
+from serve.schemas import HeadlineMetric
 from serve.site_config import headline_metric
 
 KEYS = {"formats", "max_body_bytes", "errors", "headline_metric"}
@@ -27,7 +28,7 @@ def test_site_config_states_the_services_facts(client):
     jpeg = body["formats"][0]
     assert jpeg == {"name": "JPEG", "media_type": "image/jpeg", "extensions": [".jpg", ".jpeg", ".jfif"]}
     assert body["max_body_bytes"] == 10 * 1024 * 1024
-    assert body["errors"] == ERROR_TITLES
+    assert body["errors"] == titles()
     assert body["errors"]["body_too_large"] == "The file is too big"
     # the tiny model's card has one top-1, its training one
     assert body["headline_metric"] == {"name": "test_top1", "value": 0.1}
@@ -99,7 +100,7 @@ class Described:
     ],
 )
 def test_headline_metric(described, expected):
-    assert headline_metric(Described(**described)) == expected
+    assert headline_metric(Described(**described)) == (None if expected is None else HeadlineMetric(**expected))
 
 
 def test_no_model_no_metric():

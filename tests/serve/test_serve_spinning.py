@@ -115,7 +115,7 @@ def test_the_rebuilt_session_spins_and_answers_as_the_first(model_path):
 def test_the_service_with_auto_answers_and_hears_of_every_batch(model_path, red_jpeg):
     settings = Settings(model_path=model_path, ort_threads=1, ort_spinning="auto", log_level="warning")
     with TestClient(create_app(settings)) as client:
-        switch = client.app.state.spin_switch
+        switch = client.app.state.service.running.spin_switch
         assert isinstance(switch, SpinSwitch)
         for _ in range(3):
             response = client.post("/classify", content=red_jpeg, headers={"Content-Type": "image/jpeg"})
@@ -141,11 +141,11 @@ def test_a_model_file_changed_on_disk_changes_nothing_until_a_restart(make_model
             with open(path, "r+b") as handle:
                 handle.write(other.read_bytes())
                 handle.truncate()
-        switch = client.app.state.spin_switch
-        first = client.app.state.model.session
+        switch = client.app.state.service.running.spin_switch
+        first = client.app.state.service.model.session
         switch._switch(True)  # as observe() does after a window of lone requests
         switch.join()
-        assert (client.app.state.model.session is not first) == (how == "replaced")
+        assert (client.app.state.service.model.session is not first) == (how == "replaced")
         after = client.post("/classify", content=red_jpeg, headers=headers)
         assert after.status_code == 200
         assert {key: after.json()[key] for key in ("label", "score", "model")} == {

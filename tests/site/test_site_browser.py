@@ -8,6 +8,7 @@ import json
 import re
 import urllib.request
 
+import msgspec
 import pytest
 from PIL import Image
 from playwright.sync_api import expect
@@ -147,7 +148,7 @@ def test_the_page_follows_the_service_not_its_copy(site, service, open_page):
 
 def test_without_the_service_the_page_goes_by_its_copy(dead_api_url, open_page, log_dir):
     """The service's facts at its default settings (index.html's copy): formats, limit, titles."""
-    defaults = site_config(Settings(), model=None)
+    defaults = msgspec.to_builtins(site_config(Settings(), model=None))
     with site_server(dead_api_url, log_dir, name="site-facts-no-service") as site:
         session = open_page(site.url)
         page = session.page

@@ -9,9 +9,10 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from serve.error_codes import ERROR_TITLES
+from serve.error_codes import titles
 from serve.formats import ACCEPTED_FORMATS
 from serve.settings import Settings
 from serve.site_config import TOP1, TOP1_FP32, TOP1_INT8, site_config
@@ -59,7 +60,7 @@ def page() -> Page:
 @pytest.fixture(scope="module")
 def service() -> dict:
     """What GET /site-config answers at the default settings (tests/serve checks the route answers this)."""
-    return site_config(Settings(), model=None)
+    return msgspec.to_builtins(site_config(Settings(), model=None))
 
 
 def words(text: str) -> str:
@@ -107,16 +108,16 @@ def page_error_codes() -> set[str]:
 def test_the_page_titles_only_the_errors_the_service_cannot():
     page_codes = page_error_codes()
     assert page_codes == {"no_htmx", "unreachable", "timeout"}
-    assert page_codes.isdisjoint(ERROR_TITLES)
+    assert page_codes.isdisjoint(titles())
     shown = set(re.findall(r"showError\('(\w+)'", APP_JS))
     assert shown
-    assert shown <= set(ERROR_TITLES) | page_codes
+    assert shown <= set(titles()) | page_codes
     # every error is titled through showError but the catch-all for a status nothing names (`http_` + status)
     assert re.findall(r"renderError\('(\w+)'", APP_JS) == ["http_"]
 
 
 def test_app_js_spells_none_of_the_services_facts():
-    for title in ERROR_TITLES.values():
+    for title in titles().values():
         assert title not in APP_JS
     for fmt in ACCEPTED_FORMATS:
         assert not re.search(rf"\b{fmt.name}\b|{re.escape(fmt.media_type)}", APP_JS), fmt.name
