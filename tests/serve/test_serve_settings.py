@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 import serve
-from serve.settings import Settings, SettingsError
+from serve.settings import Settings, SettingsError, markdown_table, variable
 
 
 def test_defaults():
@@ -96,3 +97,18 @@ def test_empty_values_mean_default():
 def test_invalid_values_are_refused_with_the_name(env, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
         Settings.from_env(env)
+
+
+def test_the_docs_show_the_settings_own_table():
+    """docs/serving.md's table is serve/settings.py's (`python -m serve.settings` prints it): one place documents
+    every setting."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text()
+    assert markdown_table() in docs
+
+
+def test_every_setting_has_a_variable_a_rule_and_a_sentence():
+    names = [variable(item) for item in fields(Settings)]
+    assert len(set(names)) == len(names)
+    for item in fields(Settings):
+        assert item.metadata["doc"].strip(), item.name
+        assert callable(item.metadata["parse"]), item.name
