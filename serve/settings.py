@@ -61,12 +61,13 @@ def setting(
     choices: tuple[str, ...] = (),
     shown: str | None = None,
     env: str | None = None,
+    secret: bool = False,
 ) -> Any:
     """A field read from the variable `env` (default: the field's name in capitals) with `parse` (default: the
     default's type), kept within `minimum`..`maximum` or `choices`; `doc` and `shown` (the default as the docs write
-    it) make its row of the table."""
+    it) make its row of the table; a `secret` value is never repeated in an error."""
     rule = {"doc": doc, "parse": parse or type(default), "minimum": minimum, "maximum": maximum, "choices": choices}
-    return field(default=default, metadata=rule | {"shown": shown, "env": env})
+    return field(default=default, metadata=rule | {"shown": shown, "env": env, "secret": secret})
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,7 @@ class Settings:
         parse=feedback_keys,
         shown="unset",
         env="FEEDBACK_KEY",
+        secret=True,
     )
     feedback_window_s: float = setting(
         3600.0, "how long after an answer its feedback is accepted (`410` `feedback_expired` after)", minimum=1
@@ -348,8 +350,9 @@ def read(name: str, raw: str, rule: Mapping[str, Any]) -> Any:
     try:
         value = parse(raw)
     except ValueError as exc:
-        detail = f": {exc}" if parse is feedback_keys else f" is not a valid {parse.__name__} value"
-        raise SettingsError(f"{name}={raw!r}{detail}" if parse is not feedback_keys else f"{name}{detail}") from None
+        if rule["secret"]:  # never echo a key into the log
+            raise SettingsError(f"{name}: {exc}") from None
+        raise SettingsError(f"{name}={raw!r} is not a valid {parse.__name__} value") from None
     if rule["choices"] and value not in rule["choices"]:
         raise SettingsError(f"{name}={value!r} is not one of {', '.join(rule['choices'])}")
     if rule["minimum"] is not None and value < rule["minimum"]:
