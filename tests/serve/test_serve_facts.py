@@ -141,3 +141,9 @@ def test_a_document_stating_the_body_limit_states_the_default():
             if line.startswith("| `MAX_BODY_BYTES`"):  # the settings table: | name | default | meaning |
                 stated = line.split("|")[2]
                 assert re.findall(r"`(\d+)`", stated) == [str(default)], f"{path.relative_to(ROOT)}:{number}"
+
+
+def test_the_service_docs_name_every_module_of_serve():
+    listed = (ROOT / "docs" / "serving.md").read_text().split("## Code and tests", 1)[1]
+    modules = {path.name for path in SERVE.glob("*.py")} - {"__init__.py"}
+    assert {name for name in modules if f"`{name}`" not in listed} == set()
