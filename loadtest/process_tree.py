@@ -1,4 +1,4 @@
-"""A server's whole process tree from /proc: the server process and every descendant, and what they cost together.
+"""A server's whole process tree (psutil): the server process and every descendant, and what they cost together.
 
 Frameworks such as Mosec and LitServe serve from several processes (an HTTP front, inference workers, a manager);
 the CPU a request costs and the memory a server holds are the tree's, not its first process's. RSS summed over a
@@ -9,74 +9,29 @@ A process may exit while it is read: it is then left out, never an error.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
-import time
 from pathlib import Path
 
+import psutil
+
 PROC = Path("/proc")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-# /proc/<pid>/task/<tid>/children needs CONFIG_PROC_CHILDREN; without it, parents are read from every /proc/<pid>/stat.
-HAS_CHILDREN_FILES = (PROC / "self" / "task" / str(os.getpid()) / "children").exists()
-
-
-def _stat_fields(pid: int) -> list[str]:
-    """/proc/<pid>/stat from field 3 on ("(comm)" may hold spaces and parentheses, so split after its last one)."""
-    return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _children_from_tasks(pid: int) -> list[int]:
-    """The children that every thread of pid started (each child is listed under the thread that forked it)."""
-    children: list[int] = []
-    for task in (PROC / str(pid) / "task").iterdir():
-        try:
-            children += [int(child) for child in (task / "children").read_text().split()]
-        except FileNotFoundError:  # the thread ended
-            continue
-    return children
-
-
-def _parents() -> dict[int, int]:
-    """pid -> parent pid, for every process on the machine (the slow way, read from each /proc/<pid>/stat)."""
-    parents = {}
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(_stat_fields(int(entry.name))[1])
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-    return parents
+GONE = (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied)  # a process that ended while it was read
 
 
 def tree(pid: int) -> list[int]:
     """pid and all its descendants that are alive now (pid first); [] once pid itself has gone."""
-    if not (PROC / str(pid)).is_dir():
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except GONE:
         return []
-    parents = None if HAS_CHILDREN_FILES else _parents()
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        if parents is not None:
-            children = [child for child, parent in parents.items() if parent == current]
-        else:
-            try:
-                children = _children_from_tasks(current)
-            except FileNotFoundError:  # exited while we read it
-                children = []
-        todo += [child for child in children if child not in found]
-    return found
 
 
 def cpu_seconds(pid: int, *, reaped: bool = True) -> float:
     """User + system CPU time of one process, all its threads; with `reaped`, also that of the children it has
     waited for (a worker that exited during a level still counts)."""
-    stat = _stat_fields(pid)
-    ticks = int(stat[11]) + int(stat[12])  # utime, stime
-    if reaped:
-        ticks += int(stat[13]) + int(stat[14])  # cutime, cstime
-    return ticks / CLK_TCK
+    times = psutil.Process(pid).cpu_times()
+    own = times.user + times.system
+    return own + (times.children_user + times.children_system if reaped else 0.0)
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -86,13 +41,14 @@ def tree_cpu_seconds(pid: int) -> float:
     for member in tree(pid):
         try:
             total += cpu_seconds(member)
-        except (FileNotFoundError, ProcessLookupError):
+        except GONE:
             continue
     return total
 
 
 def status_kb(pid: int) -> dict[str, int]:
-    """VmRSS (now) and VmHWM (peak) of one process, in kB."""
+    """VmRSS (now) and VmHWM (peak) of one process, in kB. Read from /proc/<pid>/status: psutil has no peak RSS on
+    Linux."""
     values = {}
     for line in (PROC / str(pid) / "status").read_text().splitlines():
         key, _, rest = line.partition(":")
@@ -102,16 +58,11 @@ def status_kb(pid: int) -> dict[str, int]:
 
 
 def rollup_kb(pid: int) -> dict[str, int]:
-    """Rss and Pss of one process, in kB, from one walk of its pages (/proc/<pid>/smaps_rollup): read together, so
-    Pss <= Rss always holds (VmRSS in /status comes from counters that may lag behind)."""
-    values = {}
-    for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("Rss", "Pss"):
-            values[key.lower()] = int(rest.split()[0])
-    if len(values) != 2:
-        raise ValueError(f"no Rss and Pss in /proc/{pid}/smaps_rollup")  # a zombie or a kernel thread: no memory
-    return values
+    """Rss and Pss of one process, in kB (psutil: Pss from one walk of its pages, /proc/<pid>/smaps_rollup)."""
+    memory = psutil.Process(pid).memory_full_info()
+    if memory.rss == 0:
+        raise ValueError(f"process {pid} has no memory (a zombie or a kernel thread)")
+    return {"rss": memory.rss // 1024, "pss": memory.pss // 1024}
 
 
 def tree_memory_kb(pid: int) -> dict[str, int]:
@@ -120,49 +71,41 @@ def tree_memory_kb(pid: int) -> dict[str, int]:
     for member in tree(pid):
         try:
             rollup = rollup_kb(member)
-        except (FileNotFoundError, ProcessLookupError, ValueError):
+        except (*GONE, ValueError):
             continue
         processes, rss, pss = processes + 1, rss + rollup["rss"], pss + rollup["pss"]
     return {"processes": processes, "rss": rss, "pss": pss}
 
 
-def _alive_as(pid: int, started: str) -> bool:
-    """pid is still the process that started at `started` (not a reused pid), and not a zombie."""
+def identities(pid: int) -> dict[int, psutil.Process]:
+    """The descendants of pid (pid itself left out), each as a psutil.Process, which knows it again later: a reused
+    pid is another process to it (its start time differs)."""
     try:
-        stat = _stat_fields(pid)
-    except (FileNotFoundError, ProcessLookupError):
+        return {child.pid: child for child in psutil.Process(pid).children(recursive=True)}
+    except GONE:
+        return {}
+
+
+def alive(process: psutil.Process) -> bool:
+    """Still the process it was (not a reused pid), and not a zombie."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except GONE:
         return False
-    return stat[19] == started and stat[0] != "Z"  # starttime; state
 
 
-def identities(pid: int) -> dict[int, str]:
-    """The descendants of pid (pid itself left out), each with its start time, to know them again later."""
-    found = {}
-    for member in tree(pid)[1:]:
-        try:
-            found[member] = _stat_fields(member)[19]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return found
-
-
-def reap_leftovers(members: dict[int, str], root: int, grace: float = 10.0) -> list[int]:
+def reap_leftovers(members: dict[int, psutil.Process], root: int, grace: float = 10.0) -> list[int]:
     """After `root` exited: the members of its tree still running `grace` seconds later, killed (SIGKILL)."""
-    deadline = time.monotonic() + grace
-    alive = [pid for pid, started in members.items() if pid != root and _alive_as(pid, started)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = [pid for pid in alive if _alive_as(pid, members[pid])]
-    for pid in alive:
+    running = [process for pid, process in members.items() if pid != root and alive(process)]
+    _, left = psutil.wait_procs(running, timeout=grace)
+    left = [process for process in left if alive(process)]
+    for process in left:
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            process.kill()  # psutil checks the process is still the one it knew before it signals
+        except GONE:
             continue
-    dying, deadline = list(alive), time.monotonic() + 5
-    while dying and time.monotonic() < deadline:  # SIGKILL lands asynchronously
-        time.sleep(0.02)
-        dying = [pid for pid in dying if _alive_as(pid, members[pid])]
-    return alive
+    psutil.wait_procs(left, timeout=5)  # SIGKILL lands asynchronously
+    return sorted(process.pid for process in left)
 
 
 PEAK_SAMPLE_S = 0.2  # reading smaps_rollup walks the page tables: about 1 ms a process, 5 times a second

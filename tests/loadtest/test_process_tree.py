@@ -1,5 +1,4 @@
-"""A server's process tree from /proc: found whole (both ways the kernel allows), its CPU and memory summed, its
-leftovers killed. Real processes where the kernel is what is tested; a fake /proc where the layout is."""
+"""A server's process tree (psutil): found whole, its CPU and memory summed, its leftovers killed; real processes."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -104,40 +102,16 @@ def test_a_gone_process_has_an_empty_tree():
     assert process_tree.tree_memory_kb(pid) == {"processes": 0, "rss": 0, "pss": 0}
 
 
-def fake_stat(pid: int, parent: int, comm: str = "python") -> str:
-    fields = ["S", str(parent)] + ["0"] * 17 + [str(1000 + pid)] + ["0"] * 30  # state, ppid, ..., starttime
-    return f"{pid} ({comm}) " + " ".join(fields) + "\n"
-
-
-@pytest.fixture
-def fake_proc(tmp_path, monkeypatch) -> Path:
-    """10 -> 11 -> 12 (11 has a second thread, which started 12), and 13 beside them; comms with spaces and ')'."""
-    layout = {10: (1, "py thon", [10]), 11: (10, "a) b", [11, 21]), 12: (11, "worker", [12]), 13: (1, "other", [13])}
-    forked_by = {10: "11", 21: "12"}  # each child is listed under the thread that started it
-    for pid, (parent, comm, threads) in layout.items():
-        (tmp_path / str(pid)).mkdir()
-        (tmp_path / str(pid) / "stat").write_text(fake_stat(pid, parent, comm))
-        for tid in threads:
-            (tmp_path / str(pid) / "task" / str(tid)).mkdir(parents=True)
-            (tmp_path / str(pid) / "task" / str(tid) / "children").write_text(forked_by.get(tid, ""))
-    (tmp_path / "self").mkdir()  # not a pid: never taken for one
-    monkeypatch.setattr(process_tree, "PROC", tmp_path)
-    return tmp_path
-
-
-@pytest.mark.parametrize("children_files", [True, False])
-def test_the_tree_is_the_same_read_from_children_files_or_from_every_parent(fake_proc, monkeypatch, children_files):
-    monkeypatch.setattr(process_tree, "HAS_CHILDREN_FILES", children_files)
-    assert sorted(process_tree.tree(10)) == [10, 11, 12]
-    assert sorted(process_tree.tree(11)) == [11, 12]
-    assert process_tree.tree(13) == [13]
-
-
-def test_identities_know_a_reused_pid_from_the_process_that_was_there(fake_proc):
-    assert process_tree.identities(10) == {11: "1011", 12: "1012"}
-    (fake_proc / "12" / "stat").write_text(fake_stat(12, 1, "newcomer").replace(" 1012 ", " 5000 "))
-    assert process_tree._alive_as(11, "1011")
-    assert not process_tree._alive_as(12, "1012")  # same pid, another process: never killed as a leftover
+def test_a_process_is_known_again_only_while_it_is_the_same_one(parent_and_child):
+    parent, child = parent_and_child
+    known = process_tree.identities(parent.pid)
+    assert set(known) == {child}
+    assert process_tree.alive(known[child])
+    os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while process_tree.alive(known[child]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not process_tree.alive(known[child])  # gone (or a zombie): never killed as a leftover
 
 
 # A server that forgets a child: on SIGTERM it exits at once, and its child sleeps on.
@@ -165,12 +139,12 @@ def test_stop_kills_what_a_server_left_running_and_says_so():
         while len(process_tree.tree(server.proc.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         (child,) = process_tree.tree(server.proc.pid)[1:]
-        started = process_tree.identities(server.proc.pid)[child]
+        known = process_tree.identities(server.proc.pid)[child]
     finally:
         code = server.stop(timeout=2)  # and 2 s for its tree to follow it
     assert code == 0
     assert server.left_running == [child]
-    assert not process_tree._alive_as(child, started)
+    assert not process_tree.alive(known)
 
 
 def test_a_server_pinned_to_cpus_runs_there_and_the_option_leaves_the_client_a_cpu():
