@@ -49,15 +49,25 @@ promtool:  ## promtool (Debian's prometheus package) for the alert-rule tests
 data: venv  ## pull the raw CIFAR-10 from the team's DVC remote into data/raw
 	$(VENV)/bin/dvc pull -q data.dvc
 
-lint: venv linters  ## ruff, import rules, schemas (compose, Cloud Build, workflows, dependabot), hadolint, actionlint
+# The lint tools alone (requirements-dev.txt) in the development venv: a lint-only machine (CI's lint job) needs no
+# training stack; `make venv` installs the same pins with everything else.
+$(VENV)/.lint-tools: requirements-dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+lint-tools: $(VENV)/.lint-tools  ## only the Python lint tools (ruff, lint-imports, check-jsonschema) in the development venv
+
+lint: lint-tools linters  ## ruff, import rules, schemas (compose, Cloud Build, workflows, dependabot), hadolint, actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	bash tools/lint.sh
 
 # Coverage of the whole suite against the floor in pyproject.toml (fail_under), then the figure of each package
 # (printed whether or not the suite passed; the exit status is the suite's).
+# PYTEST_ARGS selects by marker where a machine cannot run everything (CI's runners: -m "not realdata").
 pytest: venv  ## the full suite in the development venv (slow tests included), coverage per package with its floor
-	$(VENV)/bin/python -m pytest --cov --cov-report=; status=$$?; $(VENV)/bin/python tools/coverage_by_package.py; exit $$status
+	$(VENV)/bin/python -m pytest --cov --cov-report= $(PYTEST_ARGS); status=$$?; \
+	$(VENV)/bin/python tools/coverage_by_package.py; exit $$status
 
 test-serve-venv: venv-serve  ## the serve tests in a venv built from requirements-serve.txt alone
 	bash tools/test-serve-venv.sh

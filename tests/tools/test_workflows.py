@@ -44,8 +44,14 @@ def test_ci_runs_what_make_test_runs_and_builds_both_images_without_pushing():
     assert {"push", "pull_request"} <= set(triggers(ci))
     runs = "\n".join(str(s.get("run", "")) for s in steps(ci))
     inputs = "\n".join(json.dumps(s.get("with") or {}) for s in steps(ci))
-    for needed in ("ruff check", "ruff format --check", "tools/lint.sh", "pytest", "e2e", "test-serve-venv"):
+    # The Makefile's own targets, not the steps spelled out again; only the real-data tests left out, by marker.
+    for needed in ("make lint", "make pytest", "make test-serve-venv"):
         assert needed in runs, needed
+    assert re.findall(r"PYTEST_ARGS='([^']*)'", runs) == ['-m "not realdata"']
+    assert "ruff" not in runs, "call the make target"
+    assert "python -m pytest" not in runs, "call the make target"
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: .*\blint\b.*\bpytest\b.*\btest-serve-venv\b", make, re.M)
     for dockerfile in ("docker/serve.Dockerfile", "docker/site.Dockerfile"):
         assert "compose up --build" in runs or dockerfile in runs + inputs, dockerfile
     assert '"push": true' not in inputs, "deploy.yml and Cloud Build push, CI does not"
