@@ -54,7 +54,7 @@ CONFIG = "config"  # JSON: the resolved training config
 METRICS = "metrics"  # JSON: test top-1 per precision
 PARITY = "parity"  # JSON: the PyTorch/onnxruntime parity report
 CARD = "card"  # JSON: the whole model card
-# Inside the card: the table of the "none of the ten" benchmark (monitor/outliers.py), which its export gate compares.
+# Inside the card: the table of the "none of the ten" benchmark (evaluation/outliers.py), which export's gate compares.
 CARD_OUTLIER_BENCHMARK = "outlier_benchmark"
 # JSON: how `logits` were calibrated on validation pictures (export/calibration.py): softmax(logits) is a calibrated
 # probability in a file that has it.

@@ -6,7 +6,7 @@ decode + resize gives a 32x32 CIFAR JPEG (checked by the drift benchmark, whose 
 service's own path), so no re-encoding happens here.
 
 Only the test images with an even index (data/processed order) are used: the odd half stays out of the reference, so
-the drift benchmark (monitor/benchmark.py) can measure false alarms on clean traffic the reference has not seen.
+the drift benchmark (evaluation/benchmark.py) can measure false alarms on clean traffic the reference has not seen.
 
     python -m export.reference shipped/model.int8.onnx                   # -> shipped/reference.json
 """

@@ -2,31 +2,26 @@
 
     python -m export.robustness shipped/model.int8.onnx --card shipped/model-card.json [--docs docs/robustness.md]
 
-measures a model with the torch-free benchmark (monitor/robustness.py) and records the table under `robustness` in
-the card file and in the card inside the ONNX file. The benchmark decodes uploads with the service's own code,
-which export must never import (pyproject.toml's import rules), so it runs as its own process: that process also
-shows the numbers come from onnxruntime, numpy and Pillow alone.
+measures a model with the torch-free benchmarks of evaluation/ (robustness.py, outliers.py), called directly, and
+records the table under `robustness` in the card file and in the card inside the ONNX file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from contract import model_file
-from contract.paths import PROJECT_ROOT, SHIPPED_DIR
+from contract.paths import SHIPPED_DIR
+from evaluation import outliers, robustness, robustness_report
+from evaluation.robustness import DataError, ModelLoadError
 from export import card, metadata
 from export.errors import ExportError
 
 ROBUSTNESS_KEY = "robustness"  # in the model card (a JSON value of the contract's `card` key, so free to extend)
 SHIPPED_CARD = SHIPPED_DIR / "model-card.json"
-EXIT_REFUSED = 1  # the exit code of monitor.robustness and monitor.outliers when their gate refuses
-# 2,000 images x 27 corruption cells + the upload path: a few minutes on 2 cores (monitor/robustness.py).
-TIMEOUT_S = 3600
 
 
 class RobustnessRefused(ExportError):
@@ -34,37 +29,29 @@ class RobustnessRefused(ExportError):
     model's."""
 
 
-def measure_robustness(
-    model: Path, *, data: Path | None = None, baseline: Path | None = None, extra: tuple[str, ...] = ()
-) -> dict:
-    """The robustness table of `model` (with its `gate` result when a baseline card is given). Raises
-    RobustnessRefused when the gate refuses, ExportError when the benchmark cannot run."""
-    return run_benchmark("monitor.robustness", model, data=data, baseline=baseline, extra=extra)
+def measure_robustness(model: Path, *, data: Path | None = None, baseline: Path | None = None, **options) -> dict:
+    """The robustness table of `model` (with its `gate` result when a baseline card is given); `options` are
+    evaluation.robustness.evaluate's (images, photos, seed). Raises RobustnessRefused when the gate refuses,
+    ExportError when the benchmark cannot run."""
+    table = _measured(robustness.evaluate, model, data=data, baseline=baseline, **options)
+    if not table.get("gate", {"passed": True})["passed"]:
+        raise RobustnessRefused(f"{model}: {robustness.gate_line(table['gate'], table)}")
+    return table
 
 
 def measure_outliers(model: Path, *, data: Path | None = None, baseline: Path | None = None) -> dict:
-    """The "none of the ten" table of `model` (monitor/outliers.py), gated like robustness."""
-    return run_benchmark("monitor.outliers", model, data=data, baseline=baseline)
-
-
-def run_benchmark(
-    module: str, model: Path, *, data: Path | None = None, baseline: Path | None = None, extra: tuple[str, ...] = ()
-) -> dict:
-    """Run a torch-free benchmark of monitor/ on `model` in its own process; its JSON table. Both benchmarks share
-    the command line (--out, --data, --baseline) and the exit codes (EXIT_REFUSED when the gate refuses)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "table.json"
-        command = [sys.executable, "-m", module, str(model), "--out", str(out), *extra]
-        command += ["--data", str(data)] if data else []
-        command += ["--baseline", str(baseline)] if baseline else []
-        done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
-        if done.returncode not in (0, EXIT_REFUSED) or not out.is_file():
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ExportError(f"{model}: the benchmark {module} failed ({last})")
-        table = json.loads(out.read_text())
-    if done.returncode == EXIT_REFUSED:
-        raise RobustnessRefused(f"{model}: {done.stdout.strip().splitlines()[-1]}")
+    """The "none of the ten" table of `model` (evaluation/outliers.py), gated like robustness."""
+    table = _measured(outliers.evaluate, model, data=data, baseline=baseline)
+    if not table.get("gate", {"passed": True})["passed"]:
+        raise RobustnessRefused(f"{model}: {outliers.gate_line(table['gate'], table)}")
     return table
+
+
+def _measured(evaluate, model: Path, **arguments) -> dict:
+    try:
+        return evaluate(model, **arguments)
+    except (ModelLoadError, DataError, OSError, ValueError) as exc:
+        raise ExportError(f"{model}: the benchmark {evaluate.__module__} failed ({exc})") from exc
 
 
 def robustness_line(table: dict) -> str:
@@ -90,14 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.robustness", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="the ONNX file to measure and record into")
     parser.add_argument("--card", type=Path, default=SHIPPED_CARD, help="its model card (JSON)")
-    parser.add_argument("--data", type=Path, help="prepared data folder or test tarball (monitor.robustness's default)")
+    parser.add_argument("--data", type=Path, help="prepared data folder or test tarball (the benchmark's default)")
     parser.add_argument("--docs", type=Path, help="also rewrite the table in this Markdown file")
     args = parser.parse_args(argv)
     try:
         described = json.loads(args.card.read_text())
         if described.get(model_file.VERSION) != metadata.read(args.model).get(model_file.VERSION):
             raise ExportError(f"{args.card} describes another model than {args.model}")
-        table = measure_robustness(args.model, data=args.data, extra=("--docs", str(args.docs)) if args.docs else ())
+        if args.docs:
+            robustness_report.check_markers(args.docs)  # say so now, not after minutes of measuring
+        table = measure_robustness(args.model, data=args.data)
+        if args.docs:
+            robustness_report.update_docs(args.docs, robustness_report.markdown(table, robustness.worst(table)))
         record(table, args.model, args.card)
     except (ExportError, OSError, ValueError) as exc:
         print(f"export.robustness: {exc}", file=sys.stderr)

@@ -178,7 +178,7 @@ def trust_line(report: dict) -> str:
 
 
 def benchmark_line(table: dict) -> str:
-    """The outlier benchmark (monitor/outliers.py) in one line: mean AUROC and what each group had caught."""
+    """The outlier benchmark (evaluation/outliers.py) in one line: mean AUROC and what each group had caught."""
     caught = ", ".join(f"{name} {row['caught']:.0%}" for name, row in table["groups"].items())
     gate = table.get("gate") or {}
     verdict = f"; gate {'passed' if gate.get('passed') else 'REFUSED'}" if gate.get("compared") else ""

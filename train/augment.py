@@ -41,7 +41,7 @@ def random_cutout(images: torch.Tensor, size: int, generator: torch.Generator | 
 # What a phone photo goes through before the network sees it: sensor noise, focus blur, web JPEG, over- and
 # under-exposure, haze, a picture that was already tiny, black-and-white and a tilted camera. Each corrupted image
 # gets one of these at a severity drawn from a continuous range that spans mild to a little beyond the strongest
-# level of the robustness benchmark (monitor/corruptions.py), so the network learns the families, not its levels.
+# level of the robustness benchmark (evaluation/corruptions.py), so the network learns the families, not its levels.
 def _noise(image: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     sigma = _uniform(0.01, 0.12, rng) * 255.0
     return image.float() + torch.randn(image.shape, generator=rng) * sigma

@@ -3,7 +3,7 @@
 Outlier exposure trains the network to give a flat answer (a uniform target) on pictures that hold no object, so
 its scores and features separate "none of the ten" from the classes. The pictures here are made from the batch
 itself and random numbers, on the batch's device, and are on purpose *not* the families the outlier benchmark
-generates (monitor/outlier_pictures.py: noise, flat colours, text, shapes, Julia fractals, 4-pixel shuffled
+generates (evaluation/outlier_pictures.py: noise, flat colours, text, shapes, Julia fractals, 4-pixel shuffled
 patches): the benchmark's package groups (real photos, faces, digits) stay the honest measure.
 """
 

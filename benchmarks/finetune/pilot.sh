@@ -20,6 +20,6 @@ trained=$(date +%s)
 # by a few hundredths of a point (the card's quantization gate).
 $python -m export "build/train/pilot-$name/last.ckpt" --out-dir "$out" --no-robustness --no-quantize \
     --robustness-baseline /dev/null/none 2>&1 | tail -n 2
-$python -m monitor.robustness "$out/model.onnx" --data build/val-data --out "$out/robustness-val.json" | tail -n 1
-$python -m monitor.outliers "$out/model.onnx" --data build/val-data --out "$out/outliers-val.json" | tail -n 1
+$python -m evaluation.robustness "$out/model.onnx" --data build/val-data --out "$out/robustness-val.json" | tail -n 1
+$python -m evaluation.outliers "$out/model.onnx" --data build/val-data --out "$out/outliers-val.json" | tail -n 1
 echo "{\"name\": \"$name\", \"train_s\": $((trained - start)), \"overrides\": \"$*\"}" > "$out/run.json"

@@ -17,13 +17,13 @@ from tests.serve.tiny_model import build_model
 
 # All 80 images of the synthetic test split, as the chain's defaults take them (so the tables are comparable), but
 # only 10 of them as 12-MP photos (the upload path is not part of the gate).
-FAST = ("--images", "80", "--photos", "10")
+FAST = {"images": 80, "photos": 10}
 
 
 @pytest.fixture(scope="module")
 def mlp_table(exported, processed_dir) -> dict:
     """The exported MLP's own robustness table on the synthetic test split (it learnt that data: a good model)."""
-    return robustness.measure_robustness(exported[0] / INT8, data=processed_dir, extra=FAST)
+    return robustness.measure_robustness(exported[0] / INT8, data=processed_dir, **FAST)
 
 
 def card_claiming(tmp_path, table: dict, mean: float):
@@ -37,7 +37,7 @@ def test_a_model_far_below_the_shipped_one_is_refused(mlp_table, processed_dir, 
     tiny = build_model(tmp_path / "tiny.onnx")
     baseline = card_claiming(tmp_path, mlp_table, mlp_table["mean_corrupted_top1"])
     with pytest.raises(robustness.RobustnessRefused, match="robustness gate REFUSED"):
-        robustness.measure_robustness(tiny, data=processed_dir, baseline=baseline, extra=FAST)
+        robustness.measure_robustness(tiny, data=processed_dir, baseline=baseline, **FAST)
 
 
 def test_the_same_model_passes_and_a_baseline_on_other_images_is_not_compared(exported, mlp_table, processed_dir,
@@ -45,20 +45,20 @@ def test_the_same_model_passes_and_a_baseline_on_other_images_is_not_compared(ex
     model = exported[0] / INT8
     same = robustness.measure_robustness(
         model, data=processed_dir, baseline=card_claiming(tmp_path, mlp_table, mlp_table["mean_corrupted_top1"]),
-        extra=FAST,
+        **FAST,
     )  # fmt: skip
     assert same["gate"]["compared"]
     assert same["gate"]["passed"]
     assert same["gate"]["drop_pp"] == 0
     assert "gate passed" in robustness.robustness_line(same)
     elsewhere = card_claiming(tmp_path, {**mlp_table, "data": "the-real-test-set"}, 0.99)
-    other = robustness.measure_robustness(model, data=processed_dir, baseline=elsewhere, extra=FAST)
+    other = robustness.measure_robustness(model, data=processed_dir, baseline=elsewhere, **FAST)
     assert not other["gate"]["compared"]
     assert "not compared" in robustness.robustness_line(other)
 
 
 def test_a_benchmark_that_cannot_run_is_an_export_error(exported, tmp_path):
-    with pytest.raises(ExportError, match=r"benchmark monitor\.robustness failed"):
+    with pytest.raises(ExportError, match=r"benchmark evaluation\.robustness failed"):
         robustness.measure_robustness(exported[0] / INT8, data=tmp_path / "nothing-here.tar.gz")
 
 

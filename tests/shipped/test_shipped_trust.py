@@ -12,7 +12,7 @@ import pytest
 
 from contract import model_file
 from contract.paths import SHIPPED_DIR
-from monitor import outliers, robustness, robustness_report
+from evaluation import outliers, robustness, robustness_report
 from serve.model import load_model
 from tests.photos import CIFAR_TEST_TAR, ROOT
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.corruptions import BY_NAME, CORRUPTIONS, corrupt
+from evaluation.corruptions import BY_NAME, CORRUPTIONS, corrupt
 from tests.synthetic import class_image
 
 NAMES = [corruption.name for corruption in CORRUPTIONS]

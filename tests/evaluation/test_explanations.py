@@ -1,4 +1,4 @@
-"""The explanation benchmark (monitor/explanations.py) on the tiny contract model with a class activation map: its
+"""The explanation benchmark (evaluation/explanations.py) on the tiny contract model with a class activation map: its
 table, its deletion measure (occlusion blanks what it measured, so it beats random at k = 1 by construction), the
 cost column, and a model without a map refused."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitor import explanations
-from monitor.robustness import DataError, load_test_set
+from evaluation import explanations
+from evaluation.robustness import DataError, load_test_set
 from serve.model import load_model
 from tests.serve.tiny_model import LABELS, build_model
 

@@ -1,4 +1,4 @@
-"""Pictures that are none of the ten classes, for the "none of the ten" benchmark (monitor/outliers.py).
+"""Pictures that are none of the ten classes, for the "none of the ten" benchmark (evaluation/outliers.py).
 
 Two kinds, kept apart on purpose:
 - GENERATED groups (noise, flat colours, rendered text, shapes, fractals, CIFAR pictures cut into shuffled patches):
@@ -7,7 +7,7 @@ Two kinds, kept apart on purpose:
 - PACKAGE groups (photos, faces, handwritten digits that scikit-image, scikit-learn and matplotlib ship as sample
   data): real pictures nobody here made. They are only ever reported, never tuned on.
 
-Every picture is returned at its own size as RGB uint8; monitor/outliers.py sends it through the service's decoding
+Every picture is returned at its own size as RGB uint8; evaluation/outliers.py sends it through the service's decoding
 and resize policy, so the model sees what it would see had a person uploaded it.
 """
 

@@ -1,7 +1,7 @@
 """How the model holds up on pictures that are not clean CIFAR-10 thumbnails: test-set top-1 under CIFAR-10-C-style
-corruptions (monitor/corruptions.py) and through the upload path (monitor/upload_path.py), as one table.
+corruptions (evaluation/corruptions.py) and through the upload path (evaluation/upload_path.py), as one table.
 
-    python -m monitor.robustness shipped/model.int8.onnx [--out table.json] [--baseline CARD] [--docs FILE]
+    python -m evaluation.robustness shipped/model.int8.onnx [--out table.json] [--baseline CARD] [--docs FILE]
 
 Exit codes: 0 measured (and not refused); 1 the gate refused it (mean corrupted top-1 more than MAX_DROP_PP below
 the --baseline card's); 2 the model or the data cannot be used.
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from contract.paths import PROCESSED_DIR, RAW_DIR
-from monitor import robustness_report
-from monitor.corruptions import CORRUPTIONS, corrupt
-from monitor.upload_path import PHOTO_SIZES, photo_name, uploaded
+from evaluation import robustness_report
+from evaluation.corruptions import CORRUPTIONS, corrupt
+from evaluation.upload_path import PHOTO_SIZES, photo_name, uploaded
 from serve.model import LoadedModel, ModelLoadError, load_model
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -240,7 +240,7 @@ def _count(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m monitor.robustness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m evaluation.robustness", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="an ONNX file that follows the model-file contract")
     parser.add_argument("--data", type=Path, default=None, help="prepared data folder or test tarball")
     parser.add_argument("--images", type=_count, default=DEFAULT_IMAGES, help="test images (stratified subset)")
@@ -253,33 +253,49 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+def evaluate(
+    model_path: Path,
+    *,
+    data: Path | None = None,
+    baseline: Path | None = None,
+    images: int = DEFAULT_IMAGES,
+    photos: int = DEFAULT_PHOTOS,
+    seed: int = 0,
+    threads: int = 0,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> dict:
+    """The robustness table of the model file, with its `gate` against the `baseline` model card when one is given.
+    Raises ModelLoadError, DataError, OSError or ValueError when it cannot measure."""
+    reference = json.loads(baseline.read_text()) if baseline else None
+    model = load_model(model_path, threads=threads)
+    test_images, truth = load_test_set(data or default_data(), model.labels)
+    started = time.perf_counter()
+    table = measure(model, test_images, truth, count=images, photos=photos, seed=seed, log=log)
+    log(f"measured in {time.perf_counter() - started:.0f} s")
+    return table | ({"gate": gate(table, reference)} if reference is not None else {})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.docs:
             robustness_report.check_markers(args.docs)  # say so now, not after minutes of measuring
-        baseline = json.loads(args.baseline.read_text()) if args.baseline else None
-        model = load_model(args.model, threads=args.threads)
-        images, truth = load_test_set(args.data or default_data(), model.labels)
-        started = time.perf_counter()
-        table = measure(
-            model, images, truth, count=args.images, photos=args.photos, seed=args.seed,
-            log=lambda line: print(line, file=sys.stderr),
+        table = evaluate(
+            args.model, data=args.data, baseline=args.baseline, images=args.images, photos=args.photos,
+            seed=args.seed, threads=args.threads,
         )  # fmt: skip
     except (ModelLoadError, DataError, OSError, ValueError) as exc:
-        print(f"monitor.robustness: {exc}", file=sys.stderr)
+        print(f"evaluation.robustness: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"measured in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     text = robustness_report.markdown(table, worst(table))
     print(text)
     if args.docs:
         robustness_report.update_docs(args.docs, text)
-    result = None
-    if args.baseline:
-        result = gate(table, baseline)
+    result = table.get("gate")
+    if result:
         print(gate_line(result, table))
     if args.out:
-        args.out.write_text(json.dumps(table | ({"gate": result} if result else {}), indent=2) + "\n")
+        args.out.write_text(json.dumps(table, indent=2) + "\n")
     return EXIT_REFUSED if result and not result["passed"] else EXIT_OK
 
 

@@ -1,11 +1,11 @@
-"""The robustness table (monitor/robustness.py) as Markdown, and docs/robustness.md kept in step with it: the
+"""The robustness table (evaluation/robustness.py) as Markdown, and docs/robustness.md kept in step with it: the
 command rewrites only the part between the two markers, so the prose around the table stays hand-written."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-START = "<!-- robustness-table: start (python -m monitor.robustness ... --docs docs/robustness.md) -->"
+START = "<!-- robustness-table: start (python -m evaluation.robustness ... --docs docs/robustness.md) -->"
 END = "<!-- robustness-table: end -->"
 
 

@@ -1,7 +1,7 @@
 """The "none of the ten" benchmark: how well the model's outlier flag tells CIFAR-10 test pictures from pictures that
-are none of its ten classes (monitor/outlier_pictures.py), every one sent through the service's decoding.
+are none of its ten classes (evaluation/outlier_pictures.py), every one sent through the service's decoding.
 
-    python -m monitor.outliers shipped/model.int8.onnx [--out table.json] [--baseline CARD] [--docs FILE]
+    python -m evaluation.outliers shipped/model.int8.onnx [--out table.json] [--baseline CARD] [--docs FILE]
 
 Per group: AUROC of `outlier_score` against the test pictures, and the share flagged at the file's own threshold (the
 `outlier` metadata, set by export on validation pictures). The generated groups are drawn with REPORT_SEED, not the
@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 
 from contract.model_file import CARD_OUTLIER_BENCHMARK, OUTLIER_SCORE_NAME
-from monitor import outlier_pictures
-from monitor.robustness import DataError, default_data, fingerprint, load_test_set, stratified_subset
-from monitor.upload_path import through_service
+from evaluation import outlier_pictures
+from evaluation.robustness import DataError, default_data, fingerprint, load_test_set, stratified_subset
+from evaluation.upload_path import through_service
 from serve.model import LoadedModel, ModelLoadError, load_model
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -39,7 +39,7 @@ REPORT_SEED = 2
 BATCH = 250
 # The export gate: a model whose mean AUROC over the groups is more than this below the shipped model's is refused.
 MAX_AUROC_DROP = 0.01
-DOCS_START = "<!-- outlier-table: start (python -m monitor.outliers ... --docs docs/trust.md) -->"
+DOCS_START = "<!-- outlier-table: start (python -m evaluation.outliers ... --docs docs/trust.md) -->"
 DOCS_END = "<!-- outlier-table: end -->"
 
 
@@ -145,8 +145,23 @@ def update_docs(path: Path, text: str) -> None:
     path.write_text(f"{head}{DOCS_START}\n{text}{DOCS_END}{tail}")
 
 
+def evaluate(model_path: Path, *, data: Path | None = None, baseline: Path | None = None, threads: int = 0) -> dict:
+    """The "none of the ten" table of the model file, with its `gate` against the `baseline` model card when one is
+    given. Raises ModelLoadError, DataError, OSError or ValueError when it cannot measure."""
+    reference = json.loads(baseline.read_text()) if baseline else None
+    model = load_model(model_path, threads=threads)
+    images, truth = load_test_set(data or default_data(), model.labels)
+    table = measure(model, images, truth)
+    return table | ({"gate": gate(table, reference)} if reference is not None else {})
+
+
+def gate_line(result: dict, table: dict) -> str:
+    verdict = "not compared" if not result["compared"] else "passed" if result["passed"] else "REFUSED"
+    return f"outlier gate {verdict}: mean AUROC {table['mean_auroc']:.3f} ({result})"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m monitor.outliers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m evaluation.outliers", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="an ONNX file with an outlier score (the model-file contract)")
     parser.add_argument("--data", type=Path, default=None, help="prepared data folder or test tarball")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
@@ -155,24 +170,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, help="rewrite the table between the markers in this Markdown file")
     args = parser.parse_args(argv)
     try:
-        baseline = json.loads(args.baseline.read_text()) if args.baseline else None
-        model = load_model(args.model, threads=args.threads)
-        images, truth = load_test_set(args.data or default_data(), model.labels)
-        table = measure(model, images, truth)
+        table = evaluate(args.model, data=args.data, baseline=args.baseline, threads=args.threads)
     except (ModelLoadError, DataError, OSError, ValueError) as exc:
-        print(f"monitor.outliers: {exc}", file=sys.stderr)
+        print(f"evaluation.outliers: {exc}", file=sys.stderr)
         return EXIT_USAGE
     text = markdown(table)
     print(text)
     if args.docs:
         update_docs(args.docs, text)
-    result = None
-    if args.baseline:
-        result = gate(table, baseline)
-        verdict = "not compared" if not result["compared"] else "passed" if result["passed"] else "REFUSED"
-        print(f"outlier gate {verdict}: mean AUROC {table['mean_auroc']:.3f} ({result})")
+    result = table.get("gate")
+    if result:
+        print(gate_line(result, table))
     if args.out:
-        args.out.write_text(json.dumps(table | ({"gate": result} if result else {}), indent=2) + "\n")
+        args.out.write_text(json.dumps(table, indent=2) + "\n")
     return EXIT_REFUSED if result and not result["passed"] else EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""The "none of the ten" benchmark (monitor/outliers.py): its AUROC, its table through the service's decoding, the
+"""The "none of the ten" benchmark (evaluation/outliers.py): its AUROC, its table through the service's decoding, the
 export gate's verdicts, the docs' table and the exit codes. The tiny contract model (tests/serve/tiny_model.py)
 scores a picture by its bottom half's brightness, so what each group should get is known in advance."""
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from contract import model_file
-from monitor import outliers
-from monitor.outlier_pictures import GENERATED_GROUPS
-from monitor.outliers import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, auroc, gate, measure
-from monitor.robustness import DataError, load_test_set, stratified_subset
+from evaluation import outliers
+from evaluation.outlier_pictures import GENERATED_GROUPS
+from evaluation.outliers import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, auroc, gate, measure
+from evaluation.robustness import DataError, load_test_set, stratified_subset
 from serve.model import load_model
 from tests.serve.tiny_model import LABELS, OUTLIER_THRESHOLD, build_model, contract_metadata, outlier_metadata
 

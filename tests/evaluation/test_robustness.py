@@ -1,4 +1,4 @@
-"""The robustness benchmark (monitor/robustness.py): its subset, its table, the upload path through the service's
+"""The robustness benchmark (evaluation/robustness.py): its subset, its table, the upload path through the service's
 decoding, the gate's verdicts, the docs' table, and a run with torch unimportable. A tiny contract model
 (tests/serve/tiny_model.py) on the synthetic test split keeps it to seconds."""
 
@@ -15,10 +15,10 @@ from PIL import Image
 
 from contract.model_file import OUTLIER_SCORE_NAME
 from contract.paths import PROJECT_ROOT
-from monitor import robustness, robustness_report
-from monitor.corruptions import CORRUPTIONS
-from monitor.robustness import EXIT_OK, EXIT_REFUSED, gate, load_test_set, measure, stratified_subset
-from monitor.upload_path import PHOTO_SIZES, photo_jpeg, photo_name, through_service
+from evaluation import robustness, robustness_report
+from evaluation.corruptions import CORRUPTIONS
+from evaluation.robustness import EXIT_OK, EXIT_REFUSED, gate, load_test_set, measure, stratified_subset
+from evaluation.upload_path import PHOTO_SIZES, photo_jpeg, photo_name, through_service
 from serve.model import load_model
 from tests.serve.tiny_model import LABELS, OUTLIER_THRESHOLD, build_model, contract_metadata, outlier_metadata
 
@@ -181,7 +181,7 @@ def test_the_worst_cells_come_first(table):
 NO_TORCH = """
 import sys
 sys.modules["torch"] = None
-from monitor.robustness import main
+from evaluation.robustness import main
 code = main(sys.argv[1:])
 assert "torch" not in [name.split(".")[0] for name in sys.modules if sys.modules[name] is not None]
 sys.exit(code)
