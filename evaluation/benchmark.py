@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+from contract import input_summary
 from contract import prediction_log as plog
 from contract.cpu import add_int8_entries
 from contract.model_file import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME, RESIZE_CENTER_CROP
@@ -159,7 +160,7 @@ def log_lines(uploads: list[bytes], session: ort.InferenceSession, labels: list[
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities = shifted / shifted.sum(axis=1, keepdims=True)
         for i, (summary, compact) in enumerate(
-            zip(plog.summarize_input(batch), plog.embedding_for_log(embedding), strict=True)
+            zip(input_summary.summarize_input(batch), input_summary.embedding_for_log(embedding), strict=True)
         ):
             order = np.argsort(-probabilities[i])[:3]
             line = plog.build_prediction(
@@ -247,7 +248,7 @@ def run(pool_size: int, clean_pool: int, windows: int, clean_windows: int, sizes
             "alpha": drift.ALPHA,
             "correction": "holm",
             "permutations": drift.PERMUTATIONS,
-            "tests": [*plog.FEATURES, "confidence", "predicted_label", "embedding"],
+            "tests": [*input_summary.FEATURES, "confidence", "predicted_label", "embedding"],
         },
         "targets": {"window": TARGET_SIZE, "max_false_alarms": MAX_FALSE_ALARMS, "min_detection": MIN_DETECTION},
         "seed": seed,

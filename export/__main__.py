@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from contract import model_file
+from contract.input_summary import REFERENCE_FILE
 from contract.paths import PROCESSED_DIR, PROJECT_ROOT
-from contract.prediction_log import REFERENCE_FILE
 from export import (
     card,
     checkpoint,

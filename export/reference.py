@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from contract import input_summary
 from contract import prediction_log as plog
 from contract.cpu import add_int8_entries
 from contract.model_file import (
@@ -75,7 +76,7 @@ def run(sess: ort.InferenceSession, images: np.ndarray) -> tuple[np.ndarray, np.
         logits, embedding, *score = sess.run(names, {INPUT_NAME: images[start : start + BATCH]})
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities.append(shifted / shifted.sum(axis=1, keepdims=True))
-        embeddings.append(plog.compact_embedding(embedding))
+        embeddings.append(input_summary.compact_embedding(embedding))
         scores += score
     return np.concatenate(probabilities), np.concatenate(embeddings), np.concatenate(scores) if scores else None
 
@@ -104,13 +105,13 @@ def from_arrays(
 ) -> dict:
     """The reference file's content from the model's outputs on `images` (compact embeddings, or None; whether each
     is flagged as none of the ten, or None for a model without an outlier score)."""
-    values = plog.features(images)
+    values = input_summary.features(images)
     rng = np.random.default_rng(SAMPLE_SEED)
     rows = np.sort(rng.choice(len(images), min(FEATURE_SAMPLE, len(images)), replace=False))
     embedded = np.sort(rng.choice(len(images), min(EMBEDDING_SAMPLE, len(images)), replace=False))
     predicted = probabilities.argmax(axis=1)
     return {
-        "reference_version": plog.REFERENCE_VERSION,
+        "reference_version": input_summary.REFERENCE_VERSION,
         "model": model,
         "labels": labels,
         "source": {
@@ -121,8 +122,11 @@ def from_arrays(
             "embedding_sample": len(embedded) if embeddings is not None else 0,
             "sample_seed": SAMPLE_SEED,
         },
-        "features": {"names": list(plog.FEATURES), "sample": plog.pack_array(values[rows], "float32")},
-        "score": plog.pack_array(probabilities.max(axis=1)[rows], "float32"),
+        "features": {
+            "names": list(input_summary.FEATURES),
+            "sample": input_summary.pack_array(values[rows], "float32"),
+        },
+        "score": input_summary.pack_array(probabilities.max(axis=1)[rows], "float32"),
         "label_counts": np.bincount(predicted, minlength=len(labels)).tolist(),
         # The shares the alert rules and the drift report compare live traffic with (over every reference image).
         "shares": {
@@ -132,20 +136,23 @@ def from_arrays(
         # float16 keeps 3 significant digits: far finer than the kernel bandwidth the MMD test uses.
         "embedding": None
         if embeddings is None
-        else {"dims": plog.EMBEDDING_DIMS, "sample": plog.pack_array(embeddings[embedded], "float16")},
+        else {
+            "dims": input_summary.EMBEDDING_DIMS,
+            "sample": input_summary.pack_array(embeddings[embedded], "float16"),
+        },
         "summary": {
             name: {
                 q: round(float(np.quantile(values[:, i], p)), 5)
                 for q, p in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95))
             }
-            for i, name in enumerate(plog.FEATURES)
+            for i, name in enumerate(input_summary.FEATURES)
         },
     }
 
 
 def write(model_path: Path, out: Path | None = None, data_dir: Path = PROCESSED_DIR) -> Path:
     """reference.json beside the model (or at `out`)."""
-    out = out or model_path.with_name(plog.REFERENCE_FILE)
+    out = out or model_path.with_name(input_summary.REFERENCE_FILE)
     reference = build(model_path, data_dir)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(reference, indent=1) + "\n")
@@ -156,7 +163,9 @@ def write(model_path: Path, out: Path | None = None, data_dir: Path = PROCESSED_
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.reference", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="the ONNX file the reference is for")
-    parser.add_argument("--out", type=Path, help=f"output file (default: {plog.REFERENCE_FILE} beside the model)")
+    parser.add_argument(
+        "--out", type=Path, help=f"output file (default: {input_summary.REFERENCE_FILE} beside the model)"
+    )
     parser.add_argument("--data-dir", type=Path, default=PROCESSED_DIR, help="prepared data (its test set)")
     args = parser.parse_args(argv)
     try:

@@ -18,8 +18,8 @@ import onnxruntime as ort
 from scipy.special import softmax
 
 from contract import model_file
+from contract.input_summary import LUMA
 from contract.paths import PROCESSED_DIR
-from contract.prediction_log import LUMA
 from export import calibration, metadata, outlier_score
 from export.errors import ExportError
 from export.evaluation import load_split, session

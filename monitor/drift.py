@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from contract import input_summary
 from contract import prediction_log as plog
 from monitor import logs
 from monitor.reference import Reference
@@ -78,7 +79,9 @@ def same_model(line: dict[str, Any], reference: Reference) -> bool:
 
 def arrays(predictions: list[dict[str, Any]], reference: Reference) -> dict[str, np.ndarray | None]:
     """The window as arrays: every line's features; score, label index and embedding of the reference's model."""
-    features = np.array([[line["input"][name] for name in plog.FEATURES] for line in predictions], dtype=np.float64)
+    features = np.array(
+        [[line["input"][name] for name in input_summary.FEATURES] for line in predictions], dtype=np.float64
+    )
     same = [line for line in predictions if same_model(line, reference)]
     index = {label: i for i, label in enumerate(reference.labels)}
     labels = np.array([index.get(line["label"], -1) for line in same], dtype=np.int64)
@@ -86,7 +89,7 @@ def arrays(predictions: list[dict[str, Any]], reference: Reference) -> dict[str,
     width = reference.embeddings.shape[1] if reference.embeddings is not None else None
     embeddings = np.array([e for e in with_embedding if len(e) == width], dtype=np.float64) if width else None
     return {
-        "features": features.reshape(len(predictions), len(plog.FEATURES)),
+        "features": features.reshape(len(predictions), len(input_summary.FEATURES)),
         "scores": np.array([line["score"] for line in same], dtype=np.float64),
         "labels": labels,
         "embeddings": embeddings if embeddings is not None and len(embeddings) else None,
@@ -128,7 +131,7 @@ def compare(
     extras: dict[str, Any] = {}
     features = window["features"]
     if len(features):
-        for i, name in enumerate(plog.FEATURES):
+        for i, name in enumerate(input_summary.FEATURES):
             statistic, p = ks_2samp(reference.features[:, i], features[:, i])
             tests.append(
                 _test(name, "ks", statistic, p, np.median(reference.features[:, i]), np.median(features[:, i]))

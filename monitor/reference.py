@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from contract import input_summary
 from contract import prediction_log as plog
 from contract.paths import SHIPPED_DIR
 from monitor.stats import gaussian_kernel, median_bandwidth
 
-DEFAULT_REFERENCE = SHIPPED_DIR / plog.REFERENCE_FILE
+DEFAULT_REFERENCE = SHIPPED_DIR / input_summary.REFERENCE_FILE
 
 
 class ReferenceError(Exception):
@@ -48,24 +49,26 @@ def load(path: Path = DEFAULT_REFERENCE) -> Reference:
     except ValueError:
         raise ReferenceError(f"{path}: not JSON") from None
     try:
-        if raw.get("reference_version") != plog.REFERENCE_VERSION:
+        if raw.get("reference_version") != input_summary.REFERENCE_VERSION:
             raise ReferenceError(
-                f"{path}: reference_version {raw.get('reference_version')!r} is not {plog.REFERENCE_VERSION}"
+                f"{path}: reference_version {raw.get('reference_version')!r} is not {input_summary.REFERENCE_VERSION}"
             )
-        if list(raw["features"]["names"]) != list(plog.FEATURES):
+        if list(raw["features"]["names"]) != list(input_summary.FEATURES):
             raise ReferenceError(
-                f"{path}: its features {raw['features']['names']} are not the log's {list(plog.FEATURES)}"
+                f"{path}: its features {raw['features']['names']} are not the log's {list(input_summary.FEATURES)}"
             )
         embedding = raw.get("embedding")
-        embeddings = plog.unpack_array(embedding["sample"]) if embedding else None
+        embeddings = input_summary.unpack_array(embedding["sample"]) if embedding else None
         bandwidth = median_bandwidth(embeddings) if embeddings is not None else None
         return Reference(
             path=Path(path),
             model=raw.get("model") or {},
             labels=list(raw["labels"]),
             images=int(raw["source"]["images"]),
-            features=plog.round_like_log(plog.unpack_array(raw["features"]["sample"]), plog.FEATURE_DIGITS),
-            scores=plog.round_like_log(plog.unpack_array(raw["score"]), plog.SCORE_DIGITS),
+            features=input_summary.round_like_log(
+                input_summary.unpack_array(raw["features"]["sample"]), input_summary.FEATURE_DIGITS
+            ),
+            scores=input_summary.round_like_log(input_summary.unpack_array(raw["score"]), plog.SCORE_DIGITS),
             label_counts=np.asarray(raw["label_counts"], dtype=np.float64),
             embeddings=embeddings,
             bandwidth=bandwidth,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from contract import prediction_log as plog
+from contract import input_summary
 from monitor.reference import Reference
 
 REFERENCE_COLOR, WINDOW_COLOR = "#4c72b0", "#dd8452"
@@ -35,13 +35,13 @@ def _plots(result: dict[str, Any], reference: Reference, data: dict[str, Any], e
     by_name = {test["name"]: test for test in result["tests"]}
     images = []
     features = data["features"]
-    columns = [*plog.FEATURES, "confidence"]
+    columns = [*input_summary.FEATURES, "confidence"]
     figure, axes = plt.subplots(2, 5, figsize=(16, 6.4), layout="constrained")
     for ax, name in zip(axes.flat, columns, strict=True):
         if name == "confidence":
             ref, win = reference.scores, data["scores"]
         else:
-            i = plog.FEATURES.index(name)
+            i = input_summary.FEATURES.index(name)
             ref, win = reference.features[:, i], features[:, i]
         low, high = np.quantile(np.concatenate([ref, win]) if len(win) else ref, [0.005, 0.995])
         bins = np.linspace(low, high if high > low else low + 1e-6, 30)

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from contract import input_summary
 from contract import prediction_log as plog
 from contract.feedback_token import input_digest
 from serve.schemas import Answer
@@ -64,10 +65,10 @@ class Prediction:
 
 def prediction_lines(records: list[Prediction]) -> list[dict[str, Any]]:
     """Records of one model (one input size) -> their lines, the inputs summarised in one pass."""
-    summaries = plog.summarize_input(np.stack([record.pixels for record in records]))
+    summaries = input_summary.summarize_input(np.stack([record.pixels for record in records]))
     embeddings: list[Any] = [None] * len(records)
     if all(record.embedding is not None for record in records):
-        embeddings = plog.embedding_for_log(np.stack([record.embedding for record in records]))
+        embeddings = input_summary.embedding_for_log(np.stack([record.embedding for record in records]))
     return [
         plog.build_prediction(
             request_id=record.request_id,

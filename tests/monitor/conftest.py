@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract import input_summary
 from contract import prediction_log as plog
 from export.reference import from_arrays
 from tests.synthetic import CLASSES, class_image
@@ -31,7 +32,7 @@ def pictures(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def outputs(images: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities [N, 10], raw embeddings [N, 192])."""
     pooled = images.reshape(len(images), 8, 4, 8, 4, 3).mean(axis=(2, 4)).reshape(len(images), -1) / 255.0
-    confidence = np.clip(0.35 + 0.9 * plog.features(images)[:, 7], 0.11, 0.99)
+    confidence = np.clip(0.35 + 0.9 * input_summary.features(images)[:, 7], 0.11, 0.99)
     probabilities = np.repeat(((1 - confidence) / (len(CLASSES) - 1))[:, None], len(CLASSES), axis=1)
     probabilities[np.arange(len(images)), classes] = confidence
     return probabilities, pooled
@@ -40,7 +41,7 @@ def outputs(images: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.nda
 def write_reference(path: Path, count: int = 2000, seed: int = 0) -> Path:
     images, classes = pictures(count, seed)
     probabilities, embeddings = outputs(images, classes)
-    reference = from_arrays(images, probabilities, plog.compact_embedding(embeddings), CLASSES, MODEL)
+    reference = from_arrays(images, probabilities, input_summary.compact_embedding(embeddings), CLASSES, MODEL)
     path.write_text(json.dumps(reference))
     return path
 
@@ -60,7 +61,9 @@ def prediction_lines(images: np.ndarray, classes: np.ndarray, *, start: float = 
     """The lines the service would log for these pictures, one a second from START + start."""
     probabilities, embeddings = outputs(images, classes)
     lines = []
-    rows = zip(plog.summarize_input(images), plog.embedding_for_log(embeddings), probabilities, strict=True)
+    rows = zip(
+        input_summary.summarize_input(images), input_summary.embedding_for_log(embeddings), probabilities, strict=True
+    )
     for i, (summary, embedding, probs) in enumerate(rows):
         order = np.argsort(-probs)[:3]
         lines.append(

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from contract import input_summary
 from contract import prediction_log as plog
 from contract.paths import PROJECT_ROOT, SHIPPED_DIR
 from monitor import compare
@@ -30,7 +31,8 @@ def prediction(request_id: str, label: str, shadow_label: str | None, *, outlier
               "inference_ms": 7.0}  # fmt: skip
     line = plog.build_prediction(
         request_id=request_id, model_name="m", model_version="champ", label=label, score=0.9,
-        top_k=[{"label": label, "score": 0.9}], latency_ms=5.0, upload={}, summary=dict.fromkeys(plog.FEATURES, 0.5),
+        top_k=[{"label": label, "score": 0.9}], latency_ms=5.0, upload={},
+        summary=dict.fromkeys(input_summary.FEATURES, 0.5),
         outlier=outlier, outlier_score=1.0,
         shadow=None if shadow_label is None else shadow,
     )  # fmt: skip

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from contract import input_summary
 from contract import prediction_log as plog
 from monitor import logs, stats
 from monitor.__main__ import EXIT_DRIFT, EXIT_EMPTY, EXIT_OK, EXIT_USAGE, main
@@ -28,7 +29,12 @@ def test_clean_traffic_is_not_flagged(clean_log, reference_file, tmp_path):
     assert code == EXIT_OK
     assert result["drift"] is False
     assert result["status"] == "no_drift"
-    assert {test["name"] for test in result["tests"]} == {*plog.FEATURES, "confidence", "predicted_label", "embedding"}
+    assert {test["name"] for test in result["tests"]} == {
+        *input_summary.FEATURES,
+        "confidence",
+        "predicted_label",
+        "embedding",
+    }
     for test in result["tests"]:
         assert 0 <= test["p_value"] <= 1
         assert test["p_adjusted"] >= test["p_value"]
@@ -111,7 +117,7 @@ def test_other_model_versions_are_kept_out_of_the_model_tests(tmp_path, clean_pi
     code, result, _ = drift(write_log(tmp_path / "v2.jsonl", lines), "--reference", reference_file, tmp_path / "o")
     assert code == EXIT_OK
     assert result["lines"]["other_model_version"] == 400
-    assert {test["name"] for test in result["tests"]} == set(plog.FEATURES)
+    assert {test["name"] for test in result["tests"]} == set(input_summary.FEATURES)
 
 
 def test_feedback_accuracy(tmp_path, clean_pictures, reference_file):

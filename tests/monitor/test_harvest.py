@@ -13,6 +13,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from contract import feedback_token as ft
+from contract import input_summary
 from contract import prediction_log as plog
 from monitor.__main__ import EXIT_OK, EXIT_USAGE, main
 from serve.app import create_app
@@ -29,7 +30,7 @@ VERSION = "v1"
 
 
 def answer_line(request_id: str, image: np.ndarray, label: str = "cat", at: float = 0) -> dict:
-    summary = plog.summarize_input(image[None])[0]
+    summary = input_summary.summarize_input(image[None])[0]
     return plog.build_prediction(
         request_id=request_id, model_name="synthetic", model_version=VERSION, label=label, score=0.9,
         top_k=[{"label": label, "score": 0.9}], latency_ms=3.0, upload={"format": "PNG"}, summary=summary,

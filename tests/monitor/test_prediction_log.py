@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from contract import input_summary
 from contract import prediction_log as plog
 from tests.monitor.conftest import pictures, prediction_lines, thumbnail
 
@@ -25,7 +26,7 @@ def test_prediction_round_trip(line):
         assert parsed[key] == line[key], key
     assert parsed["model"] == line["model"]
     assert parsed["time"] == line["time"]
-    assert len(parsed["embedding"]) == plog.EMBEDDING_DIMS
+    assert len(parsed["embedding"]) == input_summary.EMBEDDING_DIMS
     # A Cloud Logging structured entry: severity and a short message
     assert line["severity"] == "INFO"
     assert line["request_id"] in line["message"]
@@ -139,8 +140,8 @@ def test_summarize_input_known_values():
     red = np.zeros((1, 32, 32, 3), np.uint8)
     red[..., 0] = 255
     checker = ((np.indices((32, 32)).sum(0) % 2) * 255).astype(np.uint8)[None, ..., None].repeat(3, -1)
-    black_s, grey_s, red_s, checker_s = plog.summarize_input(np.concatenate([black, grey, red, checker]))
-    assert set(black_s) == set(plog.FEATURES)
+    black_s, grey_s, red_s, checker_s = input_summary.summarize_input(np.concatenate([black, grey, red, checker]))
+    assert set(black_s) == set(input_summary.FEATURES)
     assert black_s["brightness"] == 0
     assert black_s["saturation"] == 0
     assert black_s["sharpness"] == 0
@@ -154,16 +155,16 @@ def test_summarize_input_known_values():
 
 def test_summarize_input_refuses_other_shapes():
     with pytest.raises(ValueError, match="uint8"):
-        plog.summarize_input(np.zeros((32, 32, 3), np.uint8))
+        input_summary.summarize_input(np.zeros((32, 32, 3), np.uint8))
 
 
 def test_embedding_compaction_is_fixed():
     """The projection is built from integer hashing, so serve and the reference (any numpy) agree exactly."""
     raw = np.ones((2, 512), np.float32)
-    compact = plog.compact_embedding(raw)
-    assert compact.shape == (2, plog.EMBEDDING_DIMS)
+    compact = input_summary.compact_embedding(raw)
+    assert compact.shape == (2, input_summary.EMBEDDING_DIMS)
     assert compact.dtype == np.float32
-    signs = np.sign(plog._projection(512))
+    signs = np.sign(input_summary._projection(512))
     assert set(np.unique(signs)) == {-1.0, 1.0}
     assert abs(signs.mean()) < 0.05  # balanced
     # The first row's signs, as bits: changing the projection invalidates every shipped reference.
@@ -172,13 +173,13 @@ def test_embedding_compaction_is_fixed():
     # distances survive the projection (Johnson-Lindenstrauss) within a few tens of per cent for one pair
     rng = np.random.default_rng(0)
     a, b = rng.random((2, 512)).astype(np.float32)
-    ratio = np.linalg.norm(plog.compact_embedding((a - b)[None])) / np.linalg.norm(a - b)
+    ratio = np.linalg.norm(input_summary.compact_embedding((a - b)[None])) / np.linalg.norm(a - b)
     assert 0.6 < ratio < 1.4
-    assert all(len(row) == plog.EMBEDDING_DIMS for row in plog.embedding_for_log(raw))
+    assert all(len(row) == input_summary.EMBEDDING_DIMS for row in input_summary.embedding_for_log(raw))
 
 
 def test_array_packing_round_trip():
     values = np.random.default_rng(0).random((5, 3))
-    packed = plog.pack_array(values, "float32")
+    packed = input_summary.pack_array(values, "float32")
     assert json.loads(json.dumps(packed)) == packed
-    np.testing.assert_allclose(plog.unpack_array(packed), values, rtol=1e-6)
+    np.testing.assert_allclose(input_summary.unpack_array(packed), values, rtol=1e-6)

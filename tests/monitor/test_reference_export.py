@@ -11,8 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from contract import model_file
-from contract import prediction_log as plog
+from contract import input_summary, model_file
 from contract.model_file import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME
 from contract.paths import SHIPPED_DIR
 from export import embedding, reference
@@ -91,13 +90,13 @@ def test_reference_from_the_test_set_reads_back(tmp_path, processed_dir):
     path = tmp_path / "model.onnx"
     onnx.save(tiny_model(True), str(path))
     out = reference.write(path, data_dir=processed_dir)
-    assert out == tmp_path / plog.REFERENCE_FILE
+    assert out == tmp_path / input_summary.REFERENCE_FILE
     raw = json.loads(out.read_text())
     assert raw["model"] == {"name": "tiny", "version": "t1"}
     assert raw["source"]["images"] == len(np.load(processed_dir / "test_labels.npy")) // 2  # the even half
     loaded = load(out)
-    assert loaded.features.shape == (raw["source"]["images"], len(plog.FEATURES))
-    assert loaded.embeddings.shape == (raw["source"]["images"], plog.EMBEDDING_DIMS)
+    assert loaded.features.shape == (raw["source"]["images"], len(input_summary.FEATURES))
+    assert loaded.embeddings.shape == (raw["source"]["images"], input_summary.EMBEDDING_DIMS)
     assert loaded.label_counts.sum() == raw["source"]["images"]
     assert loaded.bandwidth > 0
     probabilities, _, scores = reference.run(reference.session(path), np.load(processed_dir / "test_images.npy")[::2])
@@ -113,7 +112,7 @@ def test_the_reference_keeps_the_outlier_share_of_a_file_with_an_outlier_score(t
     images = np.load(processed_dir / "test_images.npy")[::2]
     bottom = images[:, 16:].reshape(len(images), -1).mean(axis=1) * 10 / 255  # the tiny model's score
     assert raw["shares"]["outlier"] == pytest.approx(float(np.mean(bottom > OUTLIER_THRESHOLD)), abs=1e-3)
-    assert load(tmp_path / plog.REFERENCE_FILE).shares == raw["shares"]
+    assert load(tmp_path / input_summary.REFERENCE_FILE).shares == raw["shares"]
 
 
 def test_the_shipped_reference_belongs_to_the_shipped_model():
@@ -125,4 +124,4 @@ def test_the_shipped_reference_belongs_to_the_shipped_model():
     assert shipped.version == meta[model_file.VERSION]
     assert shipped.labels == json.loads(meta[model_file.LABELS])
     assert shipped.images == 5000
-    assert (SHIPPED_DIR / plog.REFERENCE_FILE).stat().st_size < 250_000  # small enough for git
+    assert (SHIPPED_DIR / input_summary.REFERENCE_FILE).stat().st_size < 250_000  # small enough for git

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from contract import input_summary
 from contract import prediction_log as plog
 from contract.model_file import EMBEDDING_NAME, OUTPUT_NAME
 from serve.app import create_app
@@ -74,7 +75,7 @@ def test_each_answer_writes_one_line_with_the_contracts_fields(logged, log_path,
         assert [entry["label"] for entry in line["top_k"]] == [entry["label"] for entry in answer["top_k"]]
         assert line["latency_ms"] > 0
         assert line["upload"] == {"format": fmt, "width": width, "height": height, "bytes": len(data)}
-        expected = plog.summarize_input(to_model_input(data, **OPTIONS)[None])[0]
+        expected = input_summary.summarize_input(to_model_input(data, **OPTIONS)[None])[0]
         assert line["input"] == expected
         assert "embedding" not in line  # the tiny model has no embedding output
     assert lines[0]["input"]["mean_r"] == 1.0
@@ -174,8 +175,8 @@ def test_a_model_with_an_embedding_logs_it_compacted(make_client, embedding_mode
     model = load_model(embedding_model_path, threads=1)
     assert model.has_embedding
     logits, embedding = model.outputs([OUTPUT_NAME, EMBEDDING_NAME], to_model_input(data, **OPTIONS)[None])
-    assert len(line["embedding"]) == plog.EMBEDDING_DIMS
-    np.testing.assert_allclose(line["embedding"], plog.embedding_for_log(embedding)[0], atol=2e-4)
+    assert len(line["embedding"]) == input_summary.EMBEDDING_DIMS
+    np.testing.assert_allclose(line["embedding"], input_summary.embedding_for_log(embedding)[0], atol=2e-4)
     assert plog.parse_line(json.dumps(line))["embedding"] is not None
     assert answer["label"] == LABELS[int(np.argmax(logits[0]))]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.modules["torch"] = None
 import numpy as np
 from contract.model_file import OUTLIER_SCORE_NAME, OUTPUT_NAME
-from contract.prediction_log import LUMA
+from contract.input_summary import LUMA
 from serve.model import load_model
 from tests.photos import cifar_test_set
 model = load_model(Path(sys.argv[1]), threads=2)
