@@ -89,7 +89,7 @@ export: venv  ## checkpoint -> build/export (fp32 ONNX, parity check, int8 behin
 	$(VENV)/bin/python -m export $(or $(CKPT),$(SHIP_RUN)/last.ckpt) $(ARGS)
 
 report: venv  ## the shipped model's per-class accuracy (Markdown) and confusion matrix (docs/confusion-matrix.png)
-	$(VENV)/bin/python -m export.report shipped/model.int8.onnx
+	$(VENV)/bin/python -m export.class_report shipped/model.int8.onnx
 
 ship: venv  ## promote build/export to shipped/ (git: int8, card, drift reference, the weights) and models/ (models.dvc)
 	test -f build/export/model.int8.onnx -a -f build/export/model-card.json

@@ -31,7 +31,7 @@ EMBEDDING_DIGITS = 4
 _PROJECTION_SEED = 18
 
 
-# ---- the reference statistics (shipped/reference.json, written by export.reference, read by monitor): the same
+# ---- the reference statistics (shipped/reference.json, written by export.drift_reference, read by monitor): the same
 # features on test images the model never trained on, as samples the drift tests compare a window of the log with.
 REFERENCE_FILE = "reference.json"
 REFERENCE_VERSION = 1

@@ -3,7 +3,7 @@
     python -m evaluation.benchmark          # -> benchmarks/drift-detection.json and .md (about 2-3 minutes, 2 cores)
 
 Traffic: CIFAR-10 test images the reference has not seen (the odd half of the test set; the shipped reference is
-built from the even half, export/reference.py), as the JPEG bytes of data/raw, sent through the service's own
+built from the even half, export/drift_reference.py), as the JPEG bytes of data/raw, sent through the service's own
 decode + resize (serve.imaging) and the shipped model (onnxruntime, in process), then written as log lines and read
 back (contract.prediction_log), so rounding and parsing are the real ones. Shifted traffic: the same images
 darkened x0.5, grayscale, blurred, re-encoded as heavy JPEG (quality 8); and pictures unlike CIFAR-10: crops of

@@ -7,7 +7,7 @@ Exit codes: 0 measured (and not refused); 1 the gate refused it (mean corrupted 
 the --baseline card's); 2 the model or the data cannot be used.
 
 Torch-free (onnxruntime, numpy, Pillow and the service's own decoding), so the numbers are the served model's.
-The table goes into the model card (export/robustness.py records it and gates on it) and into docs/robustness.md.
+The table goes into the model card (export/benchmark_gates.py records it and gates on it) and into docs/robustness.md.
 """
 
 from __future__ import annotations

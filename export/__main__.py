@@ -22,18 +22,18 @@ from contract.paths import PROCESSED_DIR, PROJECT_ROOT
 from export import (
     card,
     checkpoint,
+    drift_reference,
     embedding,
     explain,
     metadata,
     onnx_export,
     quantize,
-    reference,
     trust,
     verify,
     weights_file,
 )
+from export.benchmark_gates import ROBUSTNESS_KEY, SHIPPED_CARD, measure_outliers, measure_robustness, robustness_line
 from export.errors import ExportError
-from export.robustness import ROBUSTNESS_KEY, SHIPPED_CARD, measure_outliers, measure_robustness, robustness_line
 
 FP32, INT8, CARD = "model.onnx", "model.int8.onnx", "model-card.json"
 
@@ -69,7 +69,7 @@ def export_checkpoint(
 ) -> dict:
     """The whole chain into `out_dir`, replacing nothing there unless every step passes. Returns the model card.
     robustness adds the served model's robustness table to the card, refused when its mean corrupted top-1
-    is more than 1 pp below robustness_baseline's (a model card; export/robustness.py)."""
+    is more than 1 pp below robustness_baseline's (a model card; export/benchmark_gates.py)."""
     loaded = checkpoint.load(ckpt_path)
     training = dict(loaded.training)
     if training.get("config"):
@@ -110,7 +110,7 @@ def export_checkpoint(
             served = trust.add_trust(stage / name, data_dir, training.get("config"))
         print(trust.trust_line(served))
         trust.gate(served, robustness_baseline)  # the shipped card, as for robustness
-        reference.write(stage / (INT8 if quant else FP32), stage / REFERENCE_FILE, data_dir)
+        drift_reference.write(stage / (INT8 if quant else FP32), stage / REFERENCE_FILE, data_dir)
         robust = outliers = None
         if robustness:
             robust = measure_robustness(stage / (INT8 if quant else FP32), data=data_dir, baseline=robustness_baseline)

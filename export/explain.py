@@ -6,7 +6,7 @@ map's cells of (head weights . cell) plus the bias: applying the head to each ce
 gave each class. The map is the last [N, D, h, w] float tensor before the pooling (4 x 4 for the CIFAR ResNet-18);
 the head's weights are read from the graph (dequantized in an int8 file). Nothing on the way to `logits` changes:
 the branch is computed only when a caller asks for the output (the service: only for `?explain=1`). The MLP has no
-map, and gets no output. Faithfulness and cost against occlusion: evaluation/explanations.py, docs/trust.md.
+map, and gets no output. Faithfulness and cost against occlusion: evaluation/explanation_faithfulness.py, docs/trust.md.
 """
 
 from __future__ import annotations

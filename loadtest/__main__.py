@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from contract.paths import PROJECT_ROOT, SHIPPED_DIR
-from loadtest import model_bench, payloads, report, soak
+from loadtest import model_bench, payloads, reporting, soak
 from loadtest.baseline import WEIGHTS
 from loadtest.client import run_level
 from loadtest.peers.specs import DEFAULT_WAIT_MS, GRANIAN, PEERS, granian_spec, peer_spec
@@ -300,7 +300,7 @@ def run_load_test(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint if args.checkpoint.is_file() else None
     if args.server_cpus:  # the load generator keeps off the servers' CPUs, as clients are off an instance's
         os.sched_setaffinity(0, os.sched_getaffinity(0) - args.server_cpus)
-    results: dict = {"machine": report.machine(), "settings": settings_record(args)}
+    results: dict = {"machine": reporting.machine(), "settings": settings_record(args)}
     bodies = payloads.build(cifar_count=32 if args.quick else 256)
     results["payloads"] = payloads.describe(bodies) | {"cifar_source": payloads.source()}
     specs = server_specs(args, checkpoint)  # first: building a peer's venv takes the CPUs for a while
@@ -313,9 +313,9 @@ def run_load_test(args: argparse.Namespace) -> int:
         results["server_rounds"] = rounds  # each round's numbers, behind the medians
     if "service" in args.targets and args.soak_seconds > 0:
         results |= soak_service(args, bodies)
-    paths = report.write(results, args.out_dir)
+    paths = reporting.write(results, args.out_dir)
     for target in results["targets"]:
-        print(f"  {report.met_text(target['met']):12} {target['target']}: {target['measured']}")
+        print(f"  {reporting.met_text(target['met']):12} {target['target']}: {target['measured']}")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

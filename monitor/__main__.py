@@ -19,7 +19,7 @@ from pathlib import Path
 
 from contract import feedback_token
 from contract import prediction_log as plog
-from monitor import compare, drift, harvest, logs, report
+from monitor import compare, drift, drift_report, harvest, logs
 from monitor.reference import DEFAULT_REFERENCE, ReferenceError, load
 
 EXIT_OK, EXIT_DRIFT, EXIT_USAGE, EXIT_EMPTY = 0, 1, 2, 3
@@ -54,7 +54,7 @@ def run_drift(args: argparse.Namespace) -> int:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "drift.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "report.html").write_text(report.render(result, reference, data, extras))
+    (args.out / "report.html").write_text(drift_report.render(result, reference, data, extras))
     skipped = sum(result["lines"]["skipped"].values())
     window = result["window"]
     print(

@@ -1,4 +1,5 @@
-"""The reference statistics (reference.json, written by `python -m export.reference`), loaded for the drift tests."""
+"""The reference statistics (reference.json, written by `python -m export.drift_reference`), loaded for the drift
+tests."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ import sys
 
 from serve import log_queue
 from serve.app import create_app
+from serve.log_writer import check_target
 from serve.model import ModelLoadError, load_configured, load_shadow
-from serve.prediction_log import check_target
 from serve.server import build_server
 from serve.settings import Settings, SettingsError
 from serve.shadow import check_challenger

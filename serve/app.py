@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from serve.draining import CutUploadsOnStop
-from serve.errors import EXCEPTION_HANDLERS
+from serve.error_responses import EXCEPTION_HANDLERS
 from serve.metrics import MetricsMiddleware
 from serve.model import LoadedModel
 from serve.request_ids import HEADER as REQUEST_ID_HEADER

@@ -8,7 +8,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.error_codes import ErrorCode
-from serve.errors import ApiError
+from serve.error_responses import ApiError
 
 
 class Stopping:
@@ -66,7 +66,7 @@ class CutUploadsOnStop:
                 return await receive()
             message = await self.stopping.receive(receive)
             if message is None:
-                raise cut_off()  # rendered by serve.errors like any ApiError raised while reading the body
+                raise cut_off()  # rendered by serve.error_responses like any ApiError raised while reading the body
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 

@@ -4,7 +4,7 @@ over the picture the model saw.
 
 The plain answer never pays for it: the map is an output only an explained request asks for, in one more run of the
 model on that picture alone, off the event loop (its cost, and how faithful it is against occlusion, are measured by
-evaluation/explanations.py: docs/trust.md).
+evaluation/explanation_faithfulness.py: docs/trust.md).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from contract import feedback_token
 from contract import prediction_log as plog
 from serve.error_codes import ErrorCode
-from serve.errors import NO_STORE, RETRY_AFTER, ApiError, not_ready
+from serve.error_responses import NO_STORE, RETRY_AFTER, ApiError, not_ready
 from serve.rate_limit import client_of, retry_after
 from serve.schemas import ENCODER, Feedback, FeedbackAccepted
 from serve.thumbnails import BadThumbnail, checked_thumbnail, thumbnail_base64

@@ -1,5 +1,5 @@
 """The HTTP endpoints: each maps a request onto the service (serve/service.py) and its answer onto a response (JSON
-or an htmx fragment). Errors are raised as ApiError and rendered by serve.errors, the same two ways."""
+or an htmx fragment). Errors are raised as ApiError and rendered by serve.error_responses, the same two ways."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from serve.errors import NO_STORE, not_ready
+from serve.error_responses import NO_STORE, not_ready
 from serve.feedback import feedback
 from serve.fragments import result_fragment, wants_html
 from serve.openapi import DOCS_CSP, docs_page, openapi_spec

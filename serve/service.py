@@ -26,13 +26,13 @@ from serve.core import Classifier, Outputs
 from serve.decode_budget import MIB, DecodeBudget, decode_in_thread
 from serve.draining import Stopping
 from serve.error_codes import ErrorCode
-from serve.errors import RETRY_AFTER, ApiError, not_ready
+from serve.error_responses import RETRY_AFTER, ApiError, not_ready
 from serve.explanations import explain
 from serve.feedback import FeedbackKeys
 from serve.imaging import CorruptImage, ImageRejected, NotAnImage, Picture, TooManyPixels
+from serve.log_writer import Prediction, PredictionLog
 from serve.metrics import Metrics
 from serve.model import LoadedModel, load_configured, load_shadow
-from serve.prediction_log import Prediction, PredictionLog
 from serve.rate_limit import RateLimiter
 from serve.schemas import Answer
 from serve.settings import Settings

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from serve.core import Classifier
+from serve.log_writer import Prediction
 from serve.model import LoadedModel, ModelLoadError
-from serve.prediction_log import Prediction
 from serve.schemas import Classification
 
 log = logging.getLogger("serve")

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from serve.error_codes import ErrorCode
-from serve.errors import RETRY_AFTER, ApiError
+from serve.error_responses import RETRY_AFTER, ApiError
 
 MULTIPART = "multipart/form-data"
 # Connection: close, so the rest of an upload that is refused midway is not read on a connection nobody will reuse.

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from train import augment, outliers
+from train import augment, outlier_exposure
 from train.models import build, network_state, recalibrate_batchnorm
 
 
@@ -119,7 +119,7 @@ class LitClassifier(L.LightningModule):
         `outlier_share`, generated outliers appended to the batch with a uniform target (outlier exposure)."""
         images, labels, clean = batch
         count = round(self.hparams.outlier_share * len(images))
-        extra = outliers.outlier_batch(clean, count) if count else images[:0]
+        extra = outlier_exposure.outlier_batch(clean, count) if count else images[:0]
         logits = self(torch.cat([images, extra]))
         logits, outlier_logits = logits[: len(images)], logits[len(images) :]
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from train.paths import PROCESSED_DIR, RAW_DIR
+from contract.paths import PROCESSED_DIR, RAW_DIR
 
 SPLITS = ("train", "test")
 IMAGE_SHAPE = (32, 32, 3)

@@ -10,8 +10,8 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from contract.paths import PROJECT_ROOT
 from train import precision, wandb_online  # noqa: F401  (register the cpu_precision, wandb_online/_offline resolvers)
-from train.paths import PROJECT_ROOT
 
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
 

@@ -32,7 +32,7 @@ from contract.cpu import add_int8_entries
 from contract.model_file import INPUT_NAME, OUTPUT_NAME
 from contract.paths import PROCESSED_DIR, SHIPPED_DIR
 from loadtest.model_bench import interleaved, physical_cores
-from loadtest.report import machine
+from loadtest.reporting import machine
 
 LEVELS = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

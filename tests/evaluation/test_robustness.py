@@ -230,7 +230,9 @@ def test_unusable_inputs_give_one_line_and_exit_2(tiny, tmp_path, capsys):
 
 def test_the_shipped_card_and_the_docs_show_one_robustness_table():
     card = json.loads((PROJECT_ROOT / "shipped" / "model-card.json").read_text())
-    assert "robustness" in card, "record it: python -m export.robustness shipped/model.int8.onnx (docs/robustness.md)"
+    assert "robustness" in card, (
+        "record it: python -m export.benchmark_gates shipped/model.int8.onnx (docs/robustness.md)"
+    )
     table = card["robustness"]
     assert table["version"] == card["version"]
     inside = load_model(PROJECT_ROOT / "shipped" / "model.int8.onnx").metadata["card"]

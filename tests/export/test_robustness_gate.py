@@ -1,4 +1,4 @@
-"""The export chain's robustness gate (export/robustness.py): it refuses a model whose mean corrupted top-1 is more
+"""The export chain's robustness gate (export/benchmark_gates.py): it refuses a model whose mean corrupted top-1 is more
 than 1 pp below the baseline card's, writing nothing; it records the table in the card file and the ONNX's card."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from contract import model_file
-from export import metadata, robustness
+from export import benchmark_gates, metadata
 from export.__main__ import CARD, INT8, export_checkpoint
 from export.__main__ import main as export_main
 from export.errors import ExportError
@@ -23,7 +23,7 @@ FAST = {"images": 80, "photos": 10}
 @pytest.fixture(scope="module")
 def mlp_table(exported, processed_dir) -> dict:
     """The exported MLP's own robustness table on the synthetic test split (it learnt that data: a good model)."""
-    return robustness.measure_robustness(exported[0] / INT8, data=processed_dir, **FAST)
+    return benchmark_gates.measure_robustness(exported[0] / INT8, data=processed_dir, **FAST)
 
 
 def card_claiming(tmp_path, table: dict, mean: float):
@@ -36,30 +36,30 @@ def test_a_model_far_below_the_shipped_one_is_refused(mlp_table, processed_dir, 
     # The tiny model only looks at the mean colour of the top half: on the same images it does far worse.
     tiny = build_model(tmp_path / "tiny.onnx")
     baseline = card_claiming(tmp_path, mlp_table, mlp_table["mean_corrupted_top1"])
-    with pytest.raises(robustness.RobustnessRefused, match="robustness gate REFUSED"):
-        robustness.measure_robustness(tiny, data=processed_dir, baseline=baseline, **FAST)
+    with pytest.raises(benchmark_gates.RobustnessRefused, match="robustness gate REFUSED"):
+        benchmark_gates.measure_robustness(tiny, data=processed_dir, baseline=baseline, **FAST)
 
 
 def test_the_same_model_passes_and_a_baseline_on_other_images_is_not_compared(exported, mlp_table, processed_dir,
                                                                                tmp_path):  # fmt: skip
     model = exported[0] / INT8
-    same = robustness.measure_robustness(
+    same = benchmark_gates.measure_robustness(
         model, data=processed_dir, baseline=card_claiming(tmp_path, mlp_table, mlp_table["mean_corrupted_top1"]),
         **FAST,
     )  # fmt: skip
     assert same["gate"]["compared"]
     assert same["gate"]["passed"]
     assert same["gate"]["drop_pp"] == 0
-    assert "gate passed" in robustness.robustness_line(same)
+    assert "gate passed" in benchmark_gates.robustness_line(same)
     elsewhere = card_claiming(tmp_path, {**mlp_table, "data": "the-real-test-set"}, 0.99)
-    other = robustness.measure_robustness(model, data=processed_dir, baseline=elsewhere, **FAST)
+    other = benchmark_gates.measure_robustness(model, data=processed_dir, baseline=elsewhere, **FAST)
     assert not other["gate"]["compared"]
-    assert "not compared" in robustness.robustness_line(other)
+    assert "not compared" in benchmark_gates.robustness_line(other)
 
 
 def test_a_benchmark_that_cannot_run_is_an_export_error(exported, tmp_path):
     with pytest.raises(ExportError, match=r"benchmark evaluation\.robustness failed"):
-        robustness.measure_robustness(exported[0] / INT8, data=tmp_path / "nothing-here.tar.gz")
+        benchmark_gates.measure_robustness(exported[0] / INT8, data=tmp_path / "nothing-here.tar.gz")
 
 
 def test_record_puts_the_table_into_the_card_file_and_the_onnx_card(exported, mlp_table, tmp_path):
@@ -67,7 +67,7 @@ def test_record_puts_the_table_into_the_card_file_and_the_onnx_card(exported, ml
     shutil.copy(exported[0] / INT8, model)
     shutil.copy(exported[0] / CARD, card)
     before = json.loads(card.read_text())
-    robustness.record(mlp_table, model, card)
+    benchmark_gates.record(mlp_table, model, card)
     written = json.loads(card.read_text())
     assert written == before | {"robustness": mlp_table}
     inside = metadata.read(model)
@@ -78,7 +78,7 @@ def test_record_puts_the_table_into_the_card_file_and_the_onnx_card(exported, ml
 def test_the_command_refuses_a_card_of_another_model(exported, tmp_path, capsys):
     card = tmp_path / CARD
     card.write_text(json.dumps({"version": "not-this-one"}))
-    assert robustness.main([str(exported[0] / INT8), "--card", str(card)]) == 1
+    assert benchmark_gates.main([str(exported[0] / INT8), "--card", str(card)]) == 1
     assert "describes another model" in capsys.readouterr().err
 
 
@@ -97,7 +97,7 @@ def test_the_export_chain_refuses_a_less_robust_model_and_keeps_the_good_one(
     ])  # fmt: skip
     assert code == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    with pytest.raises(robustness.RobustnessRefused):
+    with pytest.raises(benchmark_gates.RobustnessRefused):
         export_checkpoint(
             mlp_checkpoint, tmp_path / "again", data_dir=processed_dir, calibration=200,
             robustness=True, robustness_baseline=better,

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from contract.paths import PROJECT_ROOT
-from loadtest import model_bench, payloads, report, soak, targets
+from loadtest import model_bench, payloads, reporting, soak, targets
 from loadtest.__main__ import main
 from loadtest.client import RemoteTargetError, check_local, run_level
 from tests.serve.tiny_model import build_model
@@ -346,7 +346,7 @@ def test_quick_run_writes_json_markdown_and_png(quick_report):
     assert results["machine"]["packages"]["onnxruntime"]
     markdown = (out / "loadtest.md").read_text()
     for verdict in results["targets"]:
-        assert f"| {verdict['target']} | {verdict['measured']} | {report.met_text(verdict['met'])} |" in markdown
+        assert f"| {verdict['target']} | {verdict['measured']} | {reporting.met_text(verdict['met'])} |" in markdown
     assert "| service | cifar | 1 |" in markdown
     assert "| naive | cifar | 4 |" in markdown
     service = results["servers"]["service"]

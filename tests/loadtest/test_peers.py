@@ -16,7 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from contract.paths import PROJECT_ROOT
-from loadtest import report, targets
+from loadtest import reporting, targets
 from loadtest.payloads import jpeg, photo_like
 from loadtest.peers import specs, venv
 from loadtest.servers import Server, ServerSpec, service_spec
@@ -218,7 +218,7 @@ def test_the_report_shows_each_peer_beside_the_service_with_its_settings(tiny_mo
         "litserve": {"processes": 5, "pss_ready_mb": 190.2, "rss_peak_mb": 411.0, "rss_peak_source": "sampled"},
     }
     results = {
-        "machine": report.machine(),
+        "machine": reporting.machine(),
         "settings": {"rounds": 3, "servers": {name: spec.settings for name, spec in servers.items()}},
         "servers": {
             name: {"ready_s": 1.5, "rss_ready_mb": 100.0, "pss_peak_mb": 200.0, "exit_code": 0, "scenarios": {}} | m
@@ -226,7 +226,7 @@ def test_the_report_shows_each_peer_beside_the_service_with_its_settings(tiny_mo
         },
     }
     results["targets"] = targets.judge_all(results)
-    markdown = report.markdown(results)
+    markdown = reporting.markdown(results)
     assert "medians of 3 rounds" in markdown
     assert "| service | 1 | 1.50 | 100 | 70 | 131 | 200 | 0 |" in markdown
     assert "| litserve | 5 | 1.50 | 100 | 190 | 411 (sampled) | 200 | 0 |" in markdown

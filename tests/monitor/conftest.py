@@ -16,7 +16,7 @@ from PIL import Image
 
 from contract import input_summary
 from contract import prediction_log as plog
-from export.reference import from_arrays
+from export.drift_reference import from_arrays
 from tests.synthetic import CLASSES, class_image
 
 MODEL = {"name": "synthetic", "version": "v1"}

@@ -1,4 +1,4 @@
-"""export.embedding (the optional `embedding` output, added without touching `logits`) and export.reference (the
+"""export.embedding (the optional `embedding` output, added without touching `logits`) and export.drift_reference (the
 statistics the drift check compares with), on tiny graphs; and the shipped pair agrees."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from contract import input_summary, model_file
 from contract.model_file import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME
 from contract.paths import SHIPPED_DIR
-from export import embedding, reference
+from export import drift_reference, embedding
 from monitor.reference import load
 from tests.serve.tiny_model import OUTLIER_THRESHOLD, build_model, contract_metadata, outlier_metadata
 from tests.synthetic import CLASSES
@@ -89,7 +89,7 @@ def test_a_graph_without_a_head_is_refused():
 def test_reference_from_the_test_set_reads_back(tmp_path, processed_dir):
     path = tmp_path / "model.onnx"
     onnx.save(tiny_model(True), str(path))
-    out = reference.write(path, data_dir=processed_dir)
+    out = drift_reference.write(path, data_dir=processed_dir)
     assert out == tmp_path / input_summary.REFERENCE_FILE
     raw = json.loads(out.read_text())
     assert raw["model"] == {"name": "tiny", "version": "t1"}
@@ -99,7 +99,9 @@ def test_reference_from_the_test_set_reads_back(tmp_path, processed_dir):
     assert loaded.embeddings.shape == (raw["source"]["images"], input_summary.EMBEDDING_DIMS)
     assert loaded.label_counts.sum() == raw["source"]["images"]
     assert loaded.bandwidth > 0
-    probabilities, _, scores = reference.run(reference.session(path), np.load(processed_dir / "test_images.npy")[::2])
+    probabilities, _, scores = drift_reference.run(
+        drift_reference.session(path), np.load(processed_dir / "test_images.npy")[::2]
+    )
     assert scores is None  # no outlier score in this file
     assert raw["shares"] == {"not_sure": round(float(np.mean(probabilities.max(axis=1) < 0.5)), 4), "outlier": None}
     assert loaded.shares == raw["shares"]
@@ -108,7 +110,7 @@ def test_reference_from_the_test_set_reads_back(tmp_path, processed_dir):
 def test_the_reference_keeps_the_outlier_share_of_a_file_with_an_outlier_score(tmp_path, processed_dir):
     path = build_model(tmp_path / "scored.onnx", metadata=contract_metadata(outlier=outlier_metadata()),
                        outlier_score=True, embedding_dims=8)  # fmt: skip
-    raw = json.loads(reference.write(path, data_dir=processed_dir).read_text())
+    raw = json.loads(drift_reference.write(path, data_dir=processed_dir).read_text())
     images = np.load(processed_dir / "test_images.npy")[::2]
     bottom = images[:, 16:].reshape(len(images), -1).mean(axis=1) * 10 / 255  # the tiny model's score
     assert raw["shares"]["outlier"] == pytest.approx(float(np.mean(bottom > OUTLIER_THRESHOLD)), abs=1e-3)

@@ -59,7 +59,7 @@ def test_feedback_without_a_log_is_503_not_a_silent_202(client):
 def test_feedback_that_finds_the_log_queue_full_is_503_and_counted(make_client, tmp_path):
     client = make_client(prediction_log=str(tmp_path / "log.jsonl"))
     log = client.app.state.service.prediction_log
-    log.submit = lambda record: False  # the queue is full: submit() says so (serve/prediction_log.py)
+    log.submit = lambda record: False  # the queue is full: submit() says so (serve/log_writer.py)
     body = signed(client, {"request_id": "r", "label": "dog"})
     response = client.post("/feedback", content=json.dumps(body), headers={"Content-Type": "application/json"})
     assert response.status_code == 503

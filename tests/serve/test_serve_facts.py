@@ -66,8 +66,9 @@ def test_the_resize_policies_are_the_contracts():
 
 
 def test_every_code_is_answered_somewhere_and_has_a_title():
-    """Each code of the enumeration is raised by a module of serve/ (by name), or is one of the codes serve.errors
-    gives Starlette's statuses, or the decoding errors' (serve.service); each has a status and a title."""
+    """Each code of the enumeration is raised by a module of serve/ (by name), or is one of the codes
+    serve.error_responses gives Starlette's statuses, or the decoding errors' (serve.service); each has a status and a
+    title."""
     sources = "\n".join(path.read_text() for path in SERVE.glob("*.py") if path.name != "error_codes.py")
     mapped = set(FOR_HTTP_STATUS.values()) | set(IMAGE_ERRORS.values()) | {ErrorCode.HTTP_ERROR}
     for code in ErrorCode:

@@ -22,7 +22,7 @@ from tests.serve.test_serve_process import REPO, Server, jpeg
 FULL_DISK = r"""
 import json, resource, signal, sys, time
 from contract import prediction_log as plog
-from serve.prediction_log import PredictionLog
+from serve.log_writer import PredictionLog
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit write() fails with EFBIG instead of killing us
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))

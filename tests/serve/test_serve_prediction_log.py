@@ -24,8 +24,8 @@ from contract import prediction_log as plog
 from contract.model_file import EMBEDDING_NAME, OUTPUT_NAME
 from serve.app import create_app
 from serve.imaging import to_model_input
+from serve.log_writer import PredictionLog
 from serve.model import load_model
-from serve.prediction_log import PredictionLog
 from serve.settings import Settings
 from tests.serve.test_serve_endpoints import metric
 from tests.serve.tiny_model import LABELS

@@ -17,8 +17,8 @@ from contract import prediction_log as plog
 from contract.paths import SHIPPED_DIR
 from serve.app import create_app
 from serve.core import Classifier
+from serve.log_writer import Prediction
 from serve.model import ModelLoadError, load_model
-from serve.prediction_log import Prediction
 from serve.schemas import Answer, ModelId, Score
 from serve.settings import Settings, SettingsError
 from serve.shadow import Shadow

@@ -1,5 +1,5 @@
 """The fine-tune's two extra terms: distillation from the warm start (the teacher sees the clean picture) and
-outlier exposure on generated pictures that are none of the ten (train/outliers.py)."""
+outlier exposure on generated pictures that are none of the ten (train/outlier_exposure.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import torch
 from safetensors.torch import save_file
 
 from tests.train.test_robust_training import photos
-from train import outliers
+from train import outlier_exposure
 from train.models import build
 from train.module import LitClassifier
 
 
 def test_spectral_noise_is_a_batch_of_varied_pictures():
-    pictures = outliers.spectral_noise(16, generator=torch.Generator().manual_seed(0))
+    pictures = outlier_exposure.spectral_noise(16, generator=torch.Generator().manual_seed(0))
     assert pictures.shape == (16, 32, 32, 3)
     assert pictures.dtype == torch.uint8
     spread = pictures.float().flatten(1).std(dim=1)
@@ -24,7 +24,7 @@ def test_spectral_noise_is_a_batch_of_varied_pictures():
 
 def test_shuffled_tiles_keep_every_tile_and_lose_the_layout():
     images = photos(8)
-    shuffled = outliers.shuffled_tiles(images, tile=8, generator=torch.Generator().manual_seed(0))
+    shuffled = outlier_exposure.shuffled_tiles(images, tile=8, generator=torch.Generator().manual_seed(0))
     assert shuffled.shape == images.shape
     assert not torch.equal(shuffled, images)
     for before, after in zip(images, shuffled, strict=True):
@@ -33,7 +33,7 @@ def test_shuffled_tiles_keep_every_tile_and_lose_the_layout():
 
 
 def test_an_outlier_batch_has_the_asked_count_and_the_batch_shape():
-    batch = outliers.outlier_batch(photos(10), 5, generator=torch.Generator().manual_seed(0))
+    batch = outlier_exposure.outlier_batch(photos(10), 5, generator=torch.Generator().manual_seed(0))
     assert batch.shape == (5, 32, 32, 3)
     assert batch.dtype == torch.uint8
 
@@ -77,7 +77,7 @@ def test_the_teacher_is_the_frozen_warm_start_and_never_trained(warm_start):
 
 
 def test_outlier_exposure_keeps_answers_on_generated_pictures_flat(warm_start):
-    probe = outliers.spectral_noise(64, generator=torch.Generator().manual_seed(1))  # never trained on
+    probe = outlier_exposure.spectral_noise(64, generator=torch.Generator().manual_seed(1))  # never trained on
     images, labels = photos(32), torch.arange(32) % 10
 
     def entropy_after_training(outlier_share: float) -> float:  # of the answer on the probe, at most log(10)

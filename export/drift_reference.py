@@ -8,7 +8,7 @@ service's own path), so no re-encoding happens here.
 Only the test images with an even index (data/processed order) are used: the odd half stays out of the reference, so
 the drift benchmark (evaluation/benchmark.py) can measure false alarms on clean traffic the reference has not seen.
 
-    python -m export.reference shipped/model.int8.onnx                   # -> shipped/reference.json
+    python -m export.drift_reference shipped/model.int8.onnx                   # -> shipped/reference.json
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def write(model_path: Path, out: Path | None = None, data_dir: Path = PROCESSED_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.reference", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m export.drift_reference", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="the ONNX file the reference is for")
     parser.add_argument(
         "--out", type=Path, help=f"output file (default: {input_summary.REFERENCE_FILE} beside the model)"
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = write(args.model, args.out, args.data_dir)
     except ExportError as exc:
-        print(f"export.reference: {exc}", file=sys.stderr)
+        print(f"export.drift_reference: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
     return 0

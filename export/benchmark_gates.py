@@ -1,6 +1,6 @@
 """The robustness gate of the export chain, and the robustness table in the model card.
 
-    python -m export.robustness shipped/model.int8.onnx --card shipped/model-card.json [--docs docs/robustness.md]
+    python -m export.benchmark_gates shipped/model.int8.onnx --card shipped/model-card.json [--docs docs/robustness.md]
 
 measures a model with the torch-free benchmarks of evaluation/ (robustness.py, outliers.py), called directly, and
 records the table under `robustness` in the card file and in the card inside the ONNX file.
@@ -74,7 +74,7 @@ def record(table: dict, model: Path, card_path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.robustness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m export.benchmark_gates", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="the ONNX file to measure and record into")
     parser.add_argument("--card", type=Path, default=SHIPPED_CARD, help="its model card (JSON)")
     parser.add_argument("--data", type=Path, help="prepared data folder or test tarball (the benchmark's default)")
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             robustness_report.update_docs(args.docs, robustness_report.markdown(table, robustness.worst(table)))
         record(table, args.model, args.card)
     except (ExportError, OSError, ValueError) as exc:
-        print(f"export.robustness: {exc}", file=sys.stderr)
+        print(f"export.benchmark_gates: {exc}", file=sys.stderr)
         return 1
     print(f"{robustness_line(table)}; recorded in {args.card} and {args.model}")
     return 0

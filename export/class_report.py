@@ -1,4 +1,4 @@
-"""python -m export.report MODEL.onnx: the model's test-set numbers for docs/training.md, measured with onnxruntime.
+"""python -m export.class_report MODEL.onnx: the model's test-set numbers for docs/training.md, from onnxruntime.
 
 Writes a confusion-matrix PNG and prints a Markdown table of per-class accuracy (rows: true class).
 """
@@ -58,7 +58,7 @@ def markdown(matrix: np.ndarray, labels: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m export.class_report", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="an exported ONNX file")
     parser.add_argument("--data-dir", type=Path, default=PROCESSED_DIR, help="prepared data (its test split)")
     parser.add_argument("--png", type=Path, default=PROJECT_ROOT / "docs" / "confusion-matrix.png")
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         images, truth = load_split("test", args.data_dir)
         predicted = predict_logits(session(args.model), images).argmax(1)
     except ExportError as exc:
-        print(f"export.report: {exc}", file=sys.stderr)
+        print(f"export.class_report: {exc}", file=sys.stderr)
         return 1
     labels = meta[model_file.LABELS]
     matrix = confusion(predicted, truth, len(labels))

@@ -1,7 +1,7 @@
 """Where the model looked, measured: how faithful the class activation map the service answers with is, against
 occlusion, and what each costs. Torch-free, on the served file, through the service's own model code.
 
-    python -m evaluation.explanations shipped/model.int8.onnx [--images 500] [--out table.json]
+    python -m evaluation.explanation_faithfulness shipped/model.int8.onnx [--images 500] [--out table.json]
 
 Faithfulness is deletion: blank the k cells a method calls most important (each 8 x 8 block of the 32 x 32 picture
 is one cell of the 4 x 4 map; blanked to the picture's mean colour) and see how far the answer's probability falls,
@@ -120,7 +120,9 @@ def markdown(table: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.explanations", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.explanation_faithfulness", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("model", type=Path, help="an ONNX file with a class activation map")
     parser.add_argument("--data", type=Path, default=None, help="prepared data folder or test tarball")
     parser.add_argument("--images", type=int, default=500, help="test pictures (stratified)")
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         images, truth = load_test_set(args.data or default_data(), model.labels)
         table = measure(model, images[stratified_subset(truth, args.images, seed=0)])
     except (ModelLoadError, DataError, OSError, ValueError) as exc:
-        print(f"evaluation.explanations: {exc}", file=sys.stderr)
+        print(f"evaluation.explanation_faithfulness: {exc}", file=sys.stderr)
         return 2
     print(markdown(table))
     if args.out:
