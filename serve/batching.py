@@ -45,7 +45,8 @@ class MicroBatcher(Generic[T]):
         metrics: Metrics,
         after_batch: Callable[[int, int], None] | None = None,
     ) -> None:
-        """`after_batch(size, waiting)`, if given, hears of every batch once it is answered (serve/spinning.py)."""
+        """`after_batch(size, waiting)`, if given, hears of every batch once it is answered
+        (serve/runtime/spinning.py)."""
         self._infer = infer
         self._after_batch = after_batch
         self._max_batch = max_batch

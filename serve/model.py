@@ -46,7 +46,7 @@ class ModelChanged(Exception):
 class PinnedFile:
     """The model file as it was loaded: an open descriptor keeps its bytes when the path is replaced (a new file moved
     over it, or deleted), and its hash tells when they were overwritten in place. A session rebuilt at run time
-    (serve/spinning.py) is built from these bytes, never from whatever the path names by then."""
+    (serve/runtime/spinning.py) is built from these bytes, never from whatever the path names by then."""
 
     def __init__(self, path: Path) -> None:
         self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -71,8 +71,11 @@ class PinnedFile:
         return data
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class LoadedModel:
+    """A checked model file and what runs it. Not frozen: `session` is the one field that changes, when
+    ORT_SPINNING=auto rebuilds it (use_session); every other field is set once, by load_model."""
+
     path: Path
     # The onnxruntime session that checked the file and runs it; None once another engine runs it (`runner`):
     # kept, it would hold its own copy of the weights for nothing (ENGINE=openvino: 188 -> 181 MB PSS when ready).
@@ -120,8 +123,9 @@ class LoadedModel:
 
     def use_session(self, session: ort.InferenceSession) -> None:
         """Run on `session` (the same file, other options) from the next batch on: the one field that changes, when
-        ORT_SPINNING=auto rebuilds the session (serve/spinning.py). A batch running on the old one finishes on it."""
-        object.__setattr__(self, "session", session)
+        ORT_SPINNING=auto rebuilds the session (serve/runtime/spinning.py). A batch running on the old one finishes
+        on it."""
+        self.session = session
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] -> float32 logits [N, C]."""
@@ -140,7 +144,7 @@ class LoadedModel:
 
 def load_configured(settings: Settings) -> LoadedModel:
     """The model as the settings say: MODEL_PATH, ORT_THREADS, ORT_SPINNING, ENGINE."""
-    # ORT_SPINNING=auto starts sleeping, until serve/spinning.py sees lone requests.
+    # ORT_SPINNING=auto starts sleeping, until serve/runtime/spinning.py sees lone requests.
     spinning = settings.ort_spinning == "on"
     return load_model(settings.model_path, threads=settings.ort_threads, spinning=spinning, engine=settings.engine)
 
@@ -216,7 +220,7 @@ def ort_session(model: Path | bytes, *, threads: int = 0, spinning: bool = False
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Image decoding runs on the same CPUs: idle ORT workers sleep unless told to spin (settings.ort_spinning;
-    # `auto` rebuilds the session as the load changes, serve/spinning.py).
+    # `auto` rebuilds the session as the load changes, serve/runtime/spinning.py).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     add_int8_entries(options)  # int8 files computed exactly on this CPU (contract/cpu.py)
     options.log_severity_level = 4  # our own one-line error replaces ORT's multi-line log

@@ -1,6 +1,6 @@
-"""The uvicorn server `python -m serve` runs: httptools with the head limits of serve/http_protocol.py, a header on
-every answer, a graceful stop bounded by `SHUTDOWN_GRACE_S`, and an event loop that stays calm when file descriptors
-run out (serve/event_loop.py)."""
+"""The uvicorn server `python -m serve` runs: httptools with the head limits of serve/runtime/http_protocol.py, a
+header on every answer, a graceful stop bounded by `SHUTDOWN_GRACE_S`, and an event loop that stays calm when file
+descriptors run out (serve/runtime/event_loop.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from serve.http_protocol import HeadLimits, LimitedHttpToolsProtocol
+from serve.runtime.http_protocol import HeadLimits, LimitedHttpToolsProtocol
 from serve.settings import Settings
 
 # On every answer, the HTTP layer's own included: no browser may read a JSON error or a fragment as anything else.
@@ -40,7 +40,7 @@ def build_server(app: Starlette, settings: Settings) -> uvicorn.Server:
         server_header=False,
         headers=HEADERS,
         lifespan="on",
-        loop="serve.event_loop:CalmSelectorEventLoop",
+        loop="serve.runtime.event_loop:CalmSelectorEventLoop",
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]  # a float works
     )
     return GracefulServer(config, app)
@@ -66,6 +66,7 @@ def raise_open_files_limit() -> None:
     """Soft RLIMIT_NOFILE up to the hard one, as Go does at start: every connection is a file descriptor."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
-        # On failure the soft limit stays; running out is then logged now and then (serve/event_loop.py), not flooded.
+        # On failure the soft limit stays; running out is then logged now and then (serve/runtime/event_loop.py), not
+        # flooded.
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -34,10 +34,10 @@ from serve.log_writer import Prediction, PredictionLog
 from serve.metrics import Metrics
 from serve.model import LoadedModel, load_configured, load_shadow
 from serve.rate_limit import RateLimiter
+from serve.runtime.spinning import SpinSwitch, spin_switch
 from serve.schemas import Answer
 from serve.settings import Settings
 from serve.shadow import OUTCOMES, Shadow, check_challenger
-from serve.spinning import SpinSwitch, spin_switch
 from serve.uploads import UploadBudget, UploadPace
 
 log = logging.getLogger("serve")
@@ -57,7 +57,7 @@ class Running:
     core: Classifier
     batcher: MicroBatcher[Outputs]
     decode_limiter: anyio.CapacityLimiter  # decode threads at once (DECODE_CONCURRENCY)
-    spin_switch: SpinSwitch | None  # ORT_SPINNING=auto (serve/spinning.py)
+    spin_switch: SpinSwitch | None  # ORT_SPINNING=auto (serve/runtime/spinning.py)
     shadow: Shadow | None  # SHADOW_MODEL_PATH (serve/shadow.py)
 
 

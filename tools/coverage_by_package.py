@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = project["tool"]["setuptools"]["packages"]
+    packages = [name for name in project["tool"]["setuptools"]["packages"] if "." not in name]  # subpackages: in theirs
     if not (ROOT / ".coverage").is_file():
         print("coverage: no .coverage data (run `make pytest`)", file=sys.stderr)
         return 0

@@ -1,5 +1,5 @@
 """ORT_SPINNING=auto: the session's idle threads spin while requests come one at a time and sleep once they queue,
-switched by rebuilding the one session (serve/spinning.py)."""
+switched by rebuilding the one session (serve/runtime/spinning.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 
 from serve.app import create_app
 from serve.model import load_model
+from serve.runtime.spinning import SpinSwitch, spin_switch
 from serve.settings import Settings
-from serve.spinning import SpinSwitch, spin_switch
 
 ALLOW_SPINNING = "session.intra_op.allow_spinning"
 
