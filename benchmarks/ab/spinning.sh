@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Does ORT_SPINNING=auto (serve/runtime/spinning.py) still earn its keep? The service with the switch (auto) and
+# without it (off: idle onnxruntime threads always sleep), the shipped model, CIFAR-size JPEGs at 1 and 16 clients,
+# 8 s a level, the two arms in alternation, ROUNDS times (benchmarks/ab/README.md, "The spinning switch, again").
+#
+#   benchmarks/ab/spinning.sh OUT_DIR      (from the repository root, with .venv and data/ in place)
+set -euo pipefail
+out="$(realpath -m "$1")"
+python="$(pwd)/.venv/bin/python"
+rounds="${ROUNDS:-3}"
+common=(--targets service --levels "1,16" --seconds 8 --requests 100000 --payloads cifar --soak-seconds 0
+        --model-seconds 0)
+mkdir -p "$out"
+for round in $(seq 1 "$rounds"); do
+    for arm in auto off; do
+        "$python" -m loadtest "${common[@]}" --serve-env "ORT_SPINNING=$arm" --out-dir "$out/run-$arm$round" \
+            >/dev/null 2>&1
+        cp "$out/run-$arm$round/loadtest.json" "$out/spinning-$arm$round.json"
+        echo "round $round: $arm done"
+    done
+done
