@@ -25,11 +25,17 @@ from PIL import Image
 
 from contract.model_file import CARD_OUTLIER_BENCHMARK, OUTLIER_SCORE_NAME
 from evaluation import outlier_pictures
-from evaluation.robustness import DataError, default_data, fingerprint, load_test_set, stratified_subset
+from evaluation.robustness import (
+    EXIT_USAGE,
+    DataError,
+    conclude,
+    default_data,
+    fingerprint,
+    load_test_set,
+    stratified_subset,
+)
 from evaluation.upload_path import through_service
 from serve.model import LoadedModel, ModelLoadError, load_model
-
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 TEST_IMAGES = 2000  # stratified: 200 a class
 PER_GROUP = 100  # pictures of every generated group
@@ -174,16 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelLoadError, DataError, OSError, ValueError) as exc:
         print(f"evaluation.outliers: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    text = markdown(table)
-    print(text)
-    if args.docs:
-        update_docs(args.docs, text)
-    result = table.get("gate")
-    if result:
-        print(gate_line(result, table))
-    if args.out:
-        args.out.write_text(json.dumps(table, indent=2) + "\n")
-    return EXIT_REFUSED if result and not result["passed"] else EXIT_OK
+    return conclude(table, markdown(table), gate_line, docs=args.docs, update_docs=update_docs, out=args.out)
 
 
 if __name__ == "__main__":

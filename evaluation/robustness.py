@@ -288,14 +288,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluation.robustness: {exc}", file=sys.stderr)
         return EXIT_USAGE
     text = robustness_report.markdown(table, worst(table))
+    return conclude(table, text, gate_line, docs=args.docs, update_docs=robustness_report.update_docs, out=args.out)
+
+
+def conclude(
+    table: dict,
+    text: str,
+    gate_line: Callable[[dict, dict], str],
+    *,
+    docs: Path | None,
+    update_docs: Callable[[Path, str], None],
+    out: Path | None,
+) -> int:
+    """What a benchmark command does once it has measured (this one and evaluation.outliers): print the table's
+    Markdown `text` (and rewrite it in `docs`), say the gate's verdict, write the table to `out`; the exit code."""
     print(text)
-    if args.docs:
-        robustness_report.update_docs(args.docs, text)
+    if docs:
+        update_docs(docs, text)
     result = table.get("gate")
     if result:
         print(gate_line(result, table))
-    if args.out:
-        args.out.write_text(json.dumps(table, indent=2) + "\n")
+    if out:
+        out.write_text(json.dumps(table, indent=2) + "\n")
     return EXIT_REFUSED if result and not result["passed"] else EXIT_OK
 
 

@@ -33,25 +33,23 @@ def measure_robustness(model: Path, *, data: Path | None = None, baseline: Path 
     """The robustness table of `model` (with its `gate` result when a baseline card is given); `options` are
     evaluation.robustness.evaluate's (images, photos, seed). Raises RobustnessRefused when the gate refuses,
     ExportError when the benchmark cannot run."""
-    table = _measured(robustness.evaluate, model, data=data, baseline=baseline, **options)
-    if not table.get("gate", {"passed": True})["passed"]:
-        raise RobustnessRefused(f"{model}: {robustness.gate_line(table['gate'], table)}")
-    return table
+    return _gated(robustness.evaluate, robustness.gate_line, model, data=data, baseline=baseline, **options)
 
 
 def measure_outliers(model: Path, *, data: Path | None = None, baseline: Path | None = None) -> dict:
     """The "none of the ten" table of `model` (evaluation/outliers.py), gated like robustness."""
-    table = _measured(outliers.evaluate, model, data=data, baseline=baseline)
-    if not table.get("gate", {"passed": True})["passed"]:
-        raise RobustnessRefused(f"{model}: {outliers.gate_line(table['gate'], table)}")
-    return table
+    return _gated(outliers.evaluate, outliers.gate_line, model, data=data, baseline=baseline)
 
 
-def _measured(evaluate, model: Path, **arguments) -> dict:
+def _gated(evaluate, gate_line, model: Path, **arguments) -> dict:
     try:
-        return evaluate(model, **arguments)
+        table = evaluate(model, **arguments)
     except (ModelLoadError, DataError, OSError, ValueError) as exc:
         raise ExportError(f"{model}: the benchmark {evaluate.__module__} failed ({exc})") from exc
+    gate = table.get("gate")
+    if gate is not None and not gate["passed"]:
+        raise RobustnessRefused(f"{model}: {gate_line(gate, table)}")
+    return table
 
 
 def robustness_line(table: dict) -> str:

@@ -106,13 +106,20 @@ class Registry:
 
 
 def author(root: Path) -> str:
-    name = git(root, "config", "user.name") if _has_config(root, "user.name") else os.environ.get("USER", "unknown")
-    email = git(root, "config", "user.email") if _has_config(root, "user.email") else ""
+    name = _config(root, "user.name") or os.environ.get("USER", "unknown")
+    email = _config(root, "user.email")
     return f"{name} <{email}>" if email else name
 
 
-def _has_config(root: Path, key: str) -> bool:
-    return subprocess.run(["git", "config", key], cwd=root, capture_output=True).returncode == 0
+def _config(root: Path, key: str) -> str:
+    """git's setting `key`, or "" where it is unset."""
+    done = subprocess.run(["git", "config", key], cwd=root, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def mover(root: Path) -> dict[str, str]:
+    """Who moves a stage, and at which commit: the `by` and `commit` of a move."""
+    return {"by": author(root), "commit": git(root, "rev-parse", "HEAD")}
 
 
 def commit_with_blob(root: Path, path: Path, blob: str) -> str:
@@ -150,8 +157,7 @@ def rollback(root: Path, registry: Registry, *, project: str | None = None, regi
     target = registry.previous_prod()
     commit = commit_with_blob(root, root / SHIPPED.as_posix() / MODEL.name, registry.versions[target]["model_blob"])
     restore_shipped(root, commit)
-    registry.move("prod", target, by=author(root), commit=git(root, "rev-parse", "HEAD"),
-                  note=f"rollback; files from {commit[:12]}")  # fmt: skip
+    registry.move("prod", target, **mover(root), note=f"rollback; files from {commit[:12]}")
     command = traffic_command(target, project, region, service) if project else None
     if command and not dry_run:
         subprocess.run(command, check=True)
@@ -189,11 +195,10 @@ def main(argv: list[str] | None = None, root: Path = PROJECT_ROOT) -> int:
             card = json.loads(args.card.read_text())
             model = args.card.parent / MODEL.name
             version = registry.register(card, git(root, "hash-object", str(model)))
-            registry.move("candidate", version, by=author(root), commit=git(root, "rev-parse", "HEAD"),
-                          note="registered")  # fmt: skip
+            registry.move("candidate", version, **mover(root), note="registered")
             print(f"registered {version}; candidate: {version}")
         elif args.command == "promote":
-            registry.move(args.stage, args.version, by=author(root), commit=git(root, "rev-parse", "HEAD"))
+            registry.move(args.stage, args.version, **mover(root))
             print(f"{args.stage}: {args.version}")
         elif args.command == "rollback":
             version, command = rollback(root, registry, project=args.project, region=args.region,

@@ -40,9 +40,14 @@ class Classifier:
     def __init__(self, model: LoadedModel, settings: Settings, *, embedding: bool = False) -> None:
         self.model = model
         self.top_k = settings.top_k
-        self.max_pixels = settings.max_pixels
         self.output_names = model.answer_outputs(embedding=embedding)
         self.identity = ModelId(model.name, model.version)
+        # How an upload becomes this model's input: its size and resize policy, and the pixel limit.
+        self.decode_options: dict[str, Any] = {
+            "size": model.input_size,
+            "policy": model.resize,
+            "max_pixels": settings.max_pixels,
+        }
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Classifier:
@@ -54,10 +59,6 @@ class Classifier:
         return cls.from_settings(Settings.from_env())
 
     # --- decode -----------------------------------------------------------------------------------------------
-
-    @property
-    def decode_options(self) -> dict[str, Any]:
-        return {"size": self.model.input_size, "policy": self.model.resize, "max_pixels": self.max_pixels}
 
     def decode(self, data: bytes) -> np.ndarray:
         """Upload bytes -> uint8 [H, W, 3]; raises ImageRejected for what is not a picture the model can see."""

@@ -12,8 +12,8 @@ import pytest
 from contract import model_file
 from evaluation import outliers
 from evaluation.outlier_pictures import GENERATED_GROUPS
-from evaluation.outliers import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, auroc, gate, measure
-from evaluation.robustness import DataError, load_test_set, stratified_subset
+from evaluation.outliers import auroc, gate, measure
+from evaluation.robustness import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, DataError, load_test_set, stratified_subset
 from serve.model import load_model
 from tests.serve.tiny_model import LABELS, OUTLIER_THRESHOLD, build_model, contract_metadata, outlier_metadata
 
