@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SHIP_RUN := build/train/ship-gpu
 
 .PHONY: help run serve test setup venv venv-serve browser linters data lint pytest test-serve-venv \
-        promtool prepare train train-image-cloud train-vertex export report ship promote rollback history repro \
+        promtool lock prepare train train-image-cloud train-vertex export report ship promote rollback history repro \
         reproduce loadtest clean
 
 help:  ## list the targets
@@ -30,12 +30,18 @@ $(VENV)/.installed: pyproject.toml requirements-serve.txt requirements-serve-tes
 	touch $@
 venv: $(VENV)/.installed  ## the development venv: training, export, serving (OpenVINO too), tests
 
-$(SERVE_VENV)/.installed: requirements-serve.txt requirements-serve-test.txt
+$(SERVE_VENV)/.installed: requirements-serve.lock requirements-serve-test.txt
 	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
-	$(SERVE_VENV)/bin/pip install -q -r requirements-serve.txt
+	$(SERVE_VENV)/bin/pip install -q --require-hashes -r requirements-serve.lock
 	$(SERVE_VENV)/bin/pip install -q -r requirements-serve-test.txt
 	touch $@
-venv-serve: $(SERVE_VENV)/.installed  ## the serving venv: exactly requirements-serve.txt (+ test tools)
+venv-serve: $(SERVE_VENV)/.installed  ## the serving venv: exactly requirements-serve.lock, as the image (+ test tools)
+
+# The serving image's dependencies (requirements-serve.txt and all they pull in) pinned with their hashes; re-run
+# after changing requirements-serve.txt (tests/tools/test_dockerfiles.py fails until the two agree).
+lock: lint-tools  ## requirements-serve.txt -> requirements-serve.lock (pip-compile, every file's sha256)
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	    --no-emit-find-links --output-file requirements-serve.lock requirements-serve.txt
 
 browser:  ## Debian chromium for the browser tests (never a downloaded browser)
 	bash tools/setup-browser.sh
@@ -57,10 +63,11 @@ $(VENV)/.lint-tools: requirements-dev.txt
 	touch $@
 lint-tools: $(VENV)/.lint-tools  ## only the Python lint tools (ruff, lint-imports, check-jsonschema) in the development venv
 
-lint: lint-tools linters  ## ruff, import rules, schemas (compose, Cloud Build, workflows, dependabot), hadolint, actionlint
+lint: lint-tools linters  ## ruff, import rules, schemas, hadolint, actionlint, links, the serving lock's audit
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	bash tools/lint.sh
+	bash tools/audit.sh
 
 # Coverage of the whole suite against the floor in pyproject.toml (fail_under), then the figure of each package
 # (printed whether or not the suite passed; the exit status is the suite's).

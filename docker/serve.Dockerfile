@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The serving image: Python, requirements-serve.txt, serve/, contract/ and the shipped model. Nothing from training.
+# The serving image: Python, requirements-serve.lock (requirements-serve.txt with hashes), serve/, contract/ and the shipped model. Nothing from training.
 # Build from the repository root:  docker build -f docker/serve.Dockerfile -t cifar-serve .
 
 # ---- builder: resolve the pinned wheels into a venv. Every serving dependency ships manylinux wheels, so no
@@ -10,13 +10,14 @@ FROM python:3.11.14-slim-bookworm AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Only the requirements file, so this layer is rebuilt when the pins change, not on every code change.
+# Only the lock file, so this layer is rebuilt when the pins change, not on every code change.
+# --require-hashes: every file installed is the one locked (`make lock`), whatever the index serves.
 # --only-binary: a dependency that suddenly needs compiling should fail the build, not pull in a toolchain.
 # pip and setuptools are not needed at run time (nothing imports them): uninstalled, they are neither shipped
 # nor an attack surface that image scanners flag.
-COPY requirements-serve.txt /tmp/requirements-serve.txt
+COPY requirements-serve.lock /tmp/requirements-serve.lock
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements-serve.txt \
+    && /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r /tmp/requirements-serve.lock \
     && /opt/venv/bin/pip uninstall --yes pip setuptools
 
 # ---- runtime

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The serve tests inside .venv-serve, a venv built from requirements-serve.txt (+ requirements-serve-test.txt)
+# The serve tests inside .venv-serve, a venv built from requirements-serve.lock (+ requirements-serve-test.txt)
 # alone (`make venv-serve`): proves the service needs nothing else, that torch is not there, and reports its size.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -70,8 +70,8 @@ def test_serve_image_is_torch_free_and_ready_for_cloud_run():
     final = all_stages[-1]
     assert len(all_stages) >= 2, "the venv is built in a builder stage"
     installs = " ".join(a for s in all_stages for i, a in s.instructions if i in {"RUN", "COPY", "ADD"})
-    assert re.search(r"-r\s+\S*requirements-serve\.txt", installs)
-    assert not re.search(r"requirements-(train|dev)\.txt|\btorch\b|\.\[", installs), "requirements-serve.txt only"
+    assert re.search(r"--require-hashes\s.*-r\s+\S*requirements-serve\.lock", installs)
+    assert not re.search(r"requirements-(train|dev)\.txt|\btorch\b|\.\[", installs), "requirements-serve.lock only"
     assert not re.search(r"\b(gcc|g\+\+|build-essential|clang|make)\b", " ".join(final.args("RUN")))
     envs = " ".join(final.args("ENV"))
     assert re.search(r"\bPORT=8080\b", envs), "Cloud Run's port"
@@ -107,3 +107,20 @@ def test_training_image_runs_the_dvc_pipeline():
     runs = re.sub(r'",\s*"', " ", runs)  # exec form ["dvc", "repro"] -> dvc repro
     assert "dvc pull" in runs
     assert "dvc repro" in runs
+
+
+def locked(text: str) -> dict[str, tuple[str, int]]:
+    """name -> (version, hashes) of a pip-compile lock."""
+    entries = re.findall(r"^([A-Za-z0-9._-]+)==(\S+)((?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})*)", text, re.M)
+    return {name.lower(): (version, hashes.count("--hash=")) for name, version, hashes in entries}
+
+
+def test_the_lock_holds_the_serving_pins_each_with_its_hashes():
+    lock = locked((ROOT / "requirements-serve.lock").read_text())
+    lines = [line.split("#", 1)[0].strip() for line in (ROOT / "requirements-serve.txt").read_text().splitlines()]
+    pins = dict(line.lower().split("==") for line in filter(None, lines))
+    stale = {name: (version, lock.get(name, ("missing",))[0]) for name, version in pins.items()}
+    stale = {name: pair for name, pair in stale.items() if pair[0] != pair[1]}
+    assert not stale, f"requirements-serve.lock is stale (pin, locked): {stale}; run `make lock`"
+    assert all(hashes for _, hashes in lock.values()), "every locked package has its sha256 (`make lock`)"
+    assert not set(lock) & TRAINING_ONLY, "nothing of training is pulled in"
