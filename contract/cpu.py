@@ -46,3 +46,9 @@ def add_int8_entries(options):
     for key, value in int8_session_entries().items():
         options.add_session_config_entry(key, value)
     return options
+
+
+# How OpenVINO runs a model file wherever the project runs it (the service's ENGINE=openvino, export's golden answers):
+# f32 for the float parts. On CPUs with bf16 units OpenVINO would run them in bf16 by default, which moved the logits
+# by up to 0.03 and measured no faster (benchmarks/engines/README.md); the int8 convolutions stay int8.
+OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}

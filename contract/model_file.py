@@ -62,15 +62,26 @@ CALIBRATION = "calibration"
 # JSON: the outlier score's method and its `threshold` (OUTLIER_THRESHOLD); required when the graph has the output.
 OUTLIER = "outlier"
 OUTLIER_THRESHOLD = "threshold"  # inside OUTLIER: a number; scores above it are outliers
+# JSON: golden answers (export/golden.py): a few pictures, the outputs the exporting engine gave for them, and how far
+# any engine may stray from those outputs (set from the spread between every engine export could run, plus a margin).
+# The service runs them on the engine it chose before it becomes ready (serve/golden.py).
+GOLDEN = "golden"
+GOLDEN_IMAGES = "images"  # inside GOLDEN: base64 of the uint8 [n, H, W, 3] pictures, C order
+GOLDEN_SHAPE = "shape"  # inside GOLDEN: [n, H, W, 3]
+GOLDEN_OUTPUTS = "outputs"  # inside GOLDEN: output name -> its values for the pictures (nested lists)
+GOLDEN_TOLERANCE = "tolerance"  # inside GOLDEN: output name -> the largest absolute difference allowed
+# inside GOLDEN: engine -> each output's largest difference at export, its top-1 agreement with the reference on
+# validation pictures, and whether it counted towards the tolerance
+GOLDEN_MEASURED_WITH = "measured_with"
 
 KEYS = (
     MODEL_NAME, VERSION, LABELS, INPUT_SIZE, RESIZE, QUANTIZATION, TTA,
-    CREATED, GIT_SHA, DATA_MD5, CONFIG, METRICS, PARITY, CALIBRATION, OUTLIER, CARD,
+    CREATED, GIT_SHA, DATA_MD5, CONFIG, METRICS, PARITY, CALIBRATION, OUTLIER, GOLDEN, CARD,
 )  # fmt: skip
 REQUIRED_KEYS = (LABELS, INPUT_SIZE, RESIZE, MODEL_NAME, VERSION)  # the order a "lack ..." message lists them
 OPTIONAL_KEYS = tuple(key for key in KEYS if key not in REQUIRED_KEYS)
 JSON_KEYS = frozenset(
-    {LABELS, INPUT_SIZE, CONFIG, METRICS, PARITY, CALIBRATION, OUTLIER, CARD}
+    {LABELS, INPUT_SIZE, CONFIG, METRICS, PARITY, CALIBRATION, OUTLIER, GOLDEN, CARD}
 )  # the others are plain strings
 
 # ---- values of the plain keys, and what a file without an optional key means (no default here: null).
@@ -180,6 +191,23 @@ def outlier_threshold(values: Mapping[str, Any]) -> float | None:
     return float(threshold)
 
 
+def golden_summary(golden: Any) -> dict[str, Any] | None:
+    """What GET /model shows of the golden answers: how many pictures, the tolerance and the engines it came from,
+    not the pictures and outputs themselves (tens of kilobytes)."""
+    if not isinstance(golden, dict):
+        return None
+    shape = golden.get(GOLDEN_SHAPE)
+    pictures = shape[0] if isinstance(shape, list) and shape else None
+    return {
+        "pictures": pictures,
+        GOLDEN_TOLERANCE: golden.get(GOLDEN_TOLERANCE),
+        GOLDEN_MEASURED_WITH: golden.get(GOLDEN_MEASURED_WITH),
+    }
+
+
 def describe(values: Mapping[str, Any]) -> dict[str, Any]:
-    """GET /model's answer: every key of the contract, under its described name, defaulted when the file lacks it."""
-    return {DESCRIBED_AS.get(key, key): values.get(key, DEFAULTS.get(key)) for key in KEYS}
+    """GET /model's answer: every key of the contract, under its described name, defaulted when the file lacks it
+    (the golden answers as their summary)."""
+    described = {DESCRIBED_AS.get(key, key): values.get(key, DEFAULTS.get(key)) for key in KEYS}
+    described[GOLDEN] = golden_summary(values.get(GOLDEN))
+    return described

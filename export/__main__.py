@@ -5,7 +5,8 @@ sidecar, export/weights_file.py): the shipped model is exported from shipped/wei
 
 Writes into --out-dir: model.onnx (fp32), model.int8.onnx and model-card.json, each carrying the card, and
 reference.json (what the served model sees on test images, for the drift check). Both ONNX files also answer the
-optional `embedding` output. Nothing in --out-dir is replaced unless every step passes.
+optional `embedding` output and carry golden answers, which the service checks its engine against at start
+(export/golden.py). Nothing in --out-dir is replaced unless every step passes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from export import (
     drift_reference,
     embedding,
     explain,
+    golden,
     metadata,
     onnx_export,
     quantize,
@@ -108,7 +110,10 @@ def export_checkpoint(
             explain.add_to_file(stage / name)  # the class activation map, computed only when asked for
             # Calibrated scores and the outlier score, each file fitted on its own validation outputs.
             served = trust.add_trust(stage / name, data_dir, training.get("config"))
+            # Last of the graph's changes: the answers the service checks its engine against at start.
+            answers = golden.add_to_file(stage / name, data_dir)
         print(trust.trust_line(served))
+        print(golden.golden_line(answers))
         trust.gate(served, robustness_baseline)  # the shipped card, as for robustness
         drift_reference.write(stage / (INT8 if quant else FP32), stage / REFERENCE_FILE, data_dir)
         robust = outliers = None

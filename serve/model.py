@@ -22,12 +22,15 @@ from contract.cpu import add_int8_entries
 from contract.model_file import (
     CAM_NAME,
     EMBEDDING_NAME,
+    GOLDEN,
     INPUT_CHANNELS,
     INPUT_NAME,
     OUTLIER_SCORE_NAME,
     OUTPUT_NAME,
 )
-from serve.settings import ENGINES, Settings
+from serve import golden
+from serve.engine_choice import EngineRefused, choose
+from serve.settings import AUTO, ONNXRUNTIME, Settings
 
 
 class ModelLoadError(Exception):
@@ -90,9 +93,12 @@ class LoadedModel:
     has_embedding: bool = False
     # The optional output `outlier_score` (float32 [N]) and its threshold from the `outlier` metadata: both or neither.
     outlier_threshold: float | None = None
-    engine: str = ENGINES[0]
+    engine: str = ONNXRUNTIME
     # (output names, batch) -> outputs, for an engine other than the onnxruntime session that checked the file.
     runner: Callable[[list[str], np.ndarray], list[np.ndarray]] | None = field(default=None, repr=False)
+    # GET /model's `engine`: which engine runs the file, the setting that chose it, its golden check, what was tried
+    # (serve/engine_choice.py).
+    engine_report: dict[str, Any] = field(default_factory=dict, repr=False)
     # The optional output `class_activation` (float32 [N, h, w, classes]) is in the file: answers can say where it
     # looked (serve/explanations.py).
     has_class_activation: bool = False
@@ -138,8 +144,8 @@ class LoadedModel:
         return self.metadata.get(model_file.QUANTIZATION, model_file.QUANTIZATION_NONE)
 
     def describe(self) -> dict[str, Any]:
-        """GET /model: every metadata key of the contract."""
-        return model_file.describe(self.metadata)
+        """GET /model: every metadata key of the contract, and the engine that runs the file."""
+        return model_file.describe(self.metadata) | {"engine": self.engine_report}
 
 
 def load_configured(settings: Settings) -> LoadedModel:
@@ -155,8 +161,9 @@ def load_shadow(settings: Settings) -> LoadedModel:
     return load_model(settings.shadow_model_path, threads=1, engine=settings.engine)
 
 
-def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: str = ENGINES[0]) -> LoadedModel:
-    """Open the file, check the signature and metadata against the contract, and run it once (with `engine`)."""
+def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: str = AUTO) -> LoadedModel:
+    """Open the file, check the signature and metadata against the contract, choose the engine that runs it (`engine`:
+    serve/engine_choice.py, the golden check included), and run it once more with batch 1 and 2."""
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(path, "file not found")
@@ -183,19 +190,21 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: 
     if has_outlier_score != (outlier_threshold is not None):
         missing = f"metadata {model_file.OUTLIER!r}" if has_outlier_score else f"output {OUTLIER_SCORE_NAME!r}"
         raise ModelLoadError(path, f"the outlier score needs both its output and its threshold; {missing} is missing")
-    runner = None
-    if engine == "openvino":
-        from serve.openvino_engine import EngineUnavailable, openvino_runner
-
-        try:
-            runner = openvino_runner(path, threads)
-        except EngineUnavailable as exc:
-            raise ModelLoadError(path, str(exc)) from None
-    elif engine != ENGINES[0]:
-        raise ModelLoadError(path, f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
+    outputs = {output.name for output in session.get_outputs()}
+    try:
+        answers = (
+            golden.Golden.from_metadata(metadata.values[GOLDEN], metadata.input_size)
+            if GOLDEN in metadata.values
+            else None
+        )
+        choice = choose(engine, path, session, threads=threads, answers=answers, outputs=outputs)
+    except (golden.GoldenUnreadable, EngineRefused) as exc:
+        raise ModelLoadError(path, str(exc)) from None
+    except Exception as exc:  # an engine's run raising: the file breaks the contract for it
+        raise ModelLoadError(path, f"a trial run of the golden pictures failed ({exc})") from None
     model = LoadedModel(
         path=path,
-        session=None if runner is not None else session,
+        session=None if choice.runner is not None else session,
         labels=metadata.labels,
         input_size=metadata.input_size,
         resize=metadata.resize,
@@ -204,10 +213,11 @@ def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: 
         metadata=metadata.values,
         has_embedding=has_embedding,
         outlier_threshold=outlier_threshold,
-        engine=engine,
-        runner=runner,
+        engine=choice.name,
+        runner=choice.runner,
+        engine_report=choice.describe(),
         pinned=pinned,
-        has_class_activation=CAM_NAME in {output.name for output in session.get_outputs()},
+        has_class_activation=CAM_NAME in outputs,
     )
     _check_runs(model)
     return model

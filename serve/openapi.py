@@ -27,7 +27,8 @@ def schemas() -> dict[str, Any]:
 
 
 def model_schema() -> dict[str, Any]:
-    """Every key of the contract under its described name (contract/model_file.py: `describe`)."""
+    """Every key of the contract under its described name (contract/model_file.py: `describe`), and the engine that
+    runs the file (serve/engine_choice.py)."""
     named = model_file.DESCRIBED_AS
 
     def shape(key: str) -> dict[str, Any]:
@@ -35,6 +36,9 @@ def model_schema() -> dict[str, Any]:
             return {"type": "array", "items": {"type": "string"}}
         if key == model_file.INPUT_SIZE:
             return {"type": "array", "items": {"type": "integer"}, "description": "[H, W]"}
+        if key == model_file.GOLDEN:
+            return {"description": "the golden answers' summary: how many pictures, the tolerance, the engines it "
+                    "was measured with (`model_file.golden_summary`), or null"}  # fmt: skip
         if key in model_file.JSON_KEYS:
             return {"description": "a JSON document from the file, or null"}
         return {"type": "string" if key in model_file.REQUIRED_KEYS else ["string", "null"]}
@@ -42,8 +46,16 @@ def model_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "required": [named.get(key, key) for key in model_file.REQUIRED_KEYS],
-        "properties": {named.get(key, key): shape(key) for key in model_file.KEYS},
+        "properties": {named.get(key, key): shape(key) for key in model_file.KEYS} | {"engine": ENGINE_SCHEMA},
     }
+
+
+ENGINE_SCHEMA = {
+    "type": "object",
+    "description": "the engine that runs the file: `name`, the `setting` (ENGINE) that chose it, its `golden_check` "
+    "(`result`: passed, or no golden answers in the file; the `worst` difference and the `tolerance` per output) and "
+    "what was `tried` (each candidate's check, its timed images/s under `auto`, or why it was skipped)",
+}
 
 
 def errors(endpoint: str) -> dict[str, Any]:

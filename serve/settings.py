@@ -17,8 +17,10 @@ from contract import feedback_token
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "shipped" / "model.int8.onnx"
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-# Who can run the model: onnxruntime (the serve image's), or OpenVINO where installed (serve/openvino_engine.py).
-ENGINES = ("onnxruntime", "openvino")
+# Who runs the model (serve/engine_choice.py): the fastest that passes the golden check, onnxruntime (the serve
+# image's), or OpenVINO where installed (serve/openvino_engine.py).
+AUTO, ONNXRUNTIME, OPENVINO = "auto", "onnxruntime", "openvino"
+ENGINES = (AUTO, ONNXRUNTIME, OPENVINO)
 CLOUD_RUN = "K_SERVICE"  # set by Cloud Run in every container it runs
 
 
@@ -120,13 +122,15 @@ class Settings:
         parse=spinning_mode,
     )
     engine: str = setting(
-        "onnxruntime",
+        AUTO,
         (
-            "who runs the model: `onnxruntime` (the image's), or `openvino` where `requirements-serve-openvino.txt` "
-            "is installed (not in the image: 180 MB more). The file is checked by onnxruntime either way. On a VNNI "
-            "CPU OpenVINO runs the int8 file 2-3× faster, with the same top-1 on the 10,000 test images (91.68 %, a "
-            "test holds it to the int8 gate); measured in the service: "
-            "[performance](performance.md#another-engine-openvino). A missing OpenVINO stops the start with one line"
+            "who runs the model. `auto`: the fastest engine that passes the file's golden check on this CPU, timed "
+            "at start (OpenVINO is tried only where the CPU has VNNI or AMX and it is installed, which the image "
+            "does not; onnxruntime otherwise); `onnxruntime`; `openvino` (`requirements-serve-openvino.txt`, 180 MB "
+            "more). The file is opened and checked by onnxruntime either way, and the chosen engine must answer the "
+            "file's golden pictures within its tolerance before the service is ready: a named engine that fails "
+            "stops the start with one line, `auto` skips it. `GET /model` says which engine runs it and why "
+            "([performance](performance.md#another-engine-openvino))"
         ),
         parse=str.lower,
         choices=ENGINES,

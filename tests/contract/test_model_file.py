@@ -46,7 +46,7 @@ def test_the_names_the_files_use():
     assert model_file.REQUIRED_KEYS == ("labels", "input_size", "resize", "model_name", "version")
     assert set(model_file.OPTIONAL_KEYS) == {
         "created", "git_sha", "data_md5", "metrics", "parity", "quantization", "config", "card", "tta",
-        "calibration", "outlier",
+        "calibration", "outlier", "golden",
     }  # fmt: skip
     assert (model_file.EMBEDDING_NAME, model_file.OUTLIER_SCORE_NAME) == ("embedding", "outlier_score")
     assert model_file.OUTLIER_THRESHOLD == "threshold"
@@ -54,8 +54,10 @@ def test_the_names_the_files_use():
         "test_top1_pytorch", "test_top1_fp32", "test_top1_int8", "test_top1",
     )  # fmt: skip
     assert set(model_file.JSON_KEYS) == {
-        "labels", "input_size", "metrics", "parity", "config", "card", "calibration", "outlier",
+        "labels", "input_size", "metrics", "parity", "config", "card", "calibration", "outlier", "golden",
     }  # fmt: skip
+    golden_keys = (model_file.GOLDEN_IMAGES, model_file.GOLDEN_SHAPE, model_file.GOLDEN_OUTPUTS)
+    assert golden_keys + (model_file.GOLDEN_TOLERANCE,) == ("images", "shape", "outputs", "tolerance")
 
 
 @pytest.mark.parametrize(
@@ -136,8 +138,17 @@ def test_describe_shows_every_key_under_its_answer_name():
     body = describe(decode(raw(tta="hflip", card={"k": 1})))
     assert set(body) == {"name", "version", "labels", "input_size", "resize", "quantization", "tta", "created",
                          "git_sha", "data_md5", "config", "metrics", "parity", "calibration", "outlier",
-                         "card"}  # fmt: skip
+                         "golden", "card"}  # fmt: skip
     assert (body["name"], body["tta"], body["card"]) == ("m", "hflip", {"k": 1})
+
+
+def test_golden_answers_are_shown_as_their_summary():
+    golden = {"images": "AAAA", "shape": [16, 32, 32, 3], "outputs": {"logits": [[0.0]]}, "tolerance": {"logits": 1},
+              "measured_with": {"openvino": {"logits": 0.3}}}  # fmt: skip
+    body = describe(decode(raw(golden=golden)))
+    expected = {"pictures": 16, "tolerance": {"logits": 1}, "measured_with": {"openvino": {"logits": 0.3}}}
+    assert body["golden"] == expected
+    assert describe(decode(raw()))["golden"] is None
     assert (body["quantization"], body["created"], body["metrics"]) == ("none", None, None)  # absent optional keys
 
 

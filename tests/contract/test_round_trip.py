@@ -14,6 +14,7 @@ from serve.app import create_app
 from serve.model import load_model
 from serve.settings import Settings
 from tests.export.conftest import exported  # noqa: F401  (the real export of the tiny MLP checkpoint)
+from tests.serve.test_serve_golden import golden_of
 from tests.serve.tiny_model import build_model, contract_metadata, outlier_metadata
 
 
@@ -36,7 +37,10 @@ def assert_shown_as_written(path: Path) -> dict:
             continue  # a tool's mark, not the model's description
         field = model_file.DESCRIBED_AS.get(key, key)
         assert field in body, f"{key} is in {path.name} but not in GET /model"
-        assert body[field] == (json.loads(value) if key in model_file.JSON_KEYS else value), key
+        decoded = json.loads(value) if key in model_file.JSON_KEYS else value
+        if key == model_file.GOLDEN:  # shown as its summary, not tens of kilobytes of pictures and outputs
+            decoded = model_file.golden_summary(decoded)
+        assert body[field] == decoded, key
     return body
 
 
@@ -55,7 +59,8 @@ def test_every_key_export_writes_is_shown_by_get_model(exported, name):  # noqa:
 
 def test_the_tiny_serve_model_carries_every_key(tmp_path):
     # The serve tests' stand-in model must describe itself as an export does, or they would test less than ships.
-    meta = contract_metadata(**{model_file.OUTLIER: outlier_metadata()})
+    answers = golden_of(build_model(tmp_path / "plain.onnx", outlier_score=True))
+    meta = contract_metadata(**{model_file.OUTLIER: outlier_metadata(), model_file.GOLDEN: answers})
     path = build_model(tmp_path / "tiny.onnx", metadata=meta, outlier_score=True)
     assert set(written(path)) == set(model_file.KEYS)
     assert_shown_as_written(path)
@@ -70,8 +75,9 @@ def test_get_model_answers_every_key_of_the_contract_for_a_minimal_file(tmp_path
     minimal = contract_metadata(**dict.fromkeys(model_file.OPTIONAL_KEYS))
     assert set(minimal) == set(model_file.REQUIRED_KEYS)
     body = shown(build_model(tmp_path / "minimal.onnx", metadata=minimal))
-    assert set(body) == {model_file.DESCRIBED_AS.get(key, key) for key in model_file.KEYS}
+    assert set(body) == {model_file.DESCRIBED_AS.get(key, key) for key in model_file.KEYS} | {"engine"}
     assert (body["quantization"], body["tta"], body["card"], body["created"]) == ("none", "none", None, None)
+    assert (body["golden"], body["engine"]["golden_check"]["result"]) == (None, "no golden answers in the file")
 
 
 def test_the_api_description_lists_every_field_get_model_answers(tmp_path):

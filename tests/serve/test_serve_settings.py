@@ -26,7 +26,7 @@ def test_defaults():
     assert settings.queue_size == 64
     assert settings.ort_threads == 0
     assert settings.ort_spinning == "auto"
-    assert settings.engine == "onnxruntime"
+    assert settings.engine == "auto"
     assert settings.decode_concurrency == 2
     assert settings.log_level == "info"
 
@@ -91,7 +91,7 @@ def test_empty_values_mean_default():
         ({"BATCH_MAX_WAIT_MS": "soon"}, "BATCH_MAX_WAIT_MS='soon' is not a valid float"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not one of"),
         ({"ORT_SPINNING": "maybe"}, "ORT_SPINNING='maybe' is not a valid spinning_mode value"),
-        ({"ENGINE": "tvm"}, "ENGINE='tvm' is not one of onnxruntime, openvino"),
+        ({"ENGINE": "tvm"}, "ENGINE='tvm' is not one of auto, onnxruntime, openvino"),
     ],
 )
 def test_invalid_values_are_refused_with_the_name(env, message):
