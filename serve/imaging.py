@@ -14,6 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from contract.model_file import RESIZE_CENTER_CROP
 from serve.formats import DECODE_BYTES_PER_PIXEL, DECODE_FIXED_BYTES, PILLOW_FORMATS
 from serve.inline_decode import INLINE_MAX_BYTES, INLINE_MAX_PIXELS, PLAIN_CHECKS, plain_enough
+from serve.jpeg_fast_path import decode_exact_size
 
 # Only the decoders of serve.formats see untrusted bytes. (The JPEG opener also returns "MPO", the multi-picture
 # JPEGs many phones write.)
@@ -148,6 +149,9 @@ def decode_if_cheap(data: bytes, *, size: tuple[int, int], policy: str, max_pixe
     signature = _signature(data)
     if signature is not None and not plain_enough(signature, data):
         return None
+    if signature == "JPEG" and (pixels := decode_exact_size(data, size)) is not None:
+        # Exactly the input size: the centre crop and resize would change nothing (benchmarks/request-path/).
+        return Picture(pixels, {"format": "JPEG", "width": size[1], "height": size[0]})
     image = open_image(data, max_pixels=max_pixels)
     width, height = image.size
     if width * height > INLINE_MAX_PIXELS or image.format not in PLAIN_CHECKS:  # an MPO, say
