@@ -76,6 +76,7 @@ class JpegLayout(NamedTuple):
     width: int
     components: int
     markers: frozenset[int]  # the APPn and COM markers it carries
+    exif: bytes | None  # the first APP1 segment's payload that is EXIF (b"Exif\0\0" and a TIFF structure)
 
 
 def jpeg_is_plain(data: bytes) -> bool:
@@ -88,7 +89,7 @@ def jpeg_layout(data: bytes) -> JpegLayout | None:
     scans follow, which libjpeg buffers for the whole image, as it does for a progressive one."""
     if data[:2] != b"\xff\xd8":
         return None
-    position, frame, metadata, markers = 2, None, 0, set()
+    position, frame, metadata, markers, exif = 2, None, 0, set(), None
     for _ in range(JPEG_MAX_SEGMENTS):
         if data[position] != 0xFF:
             return None
@@ -99,10 +100,13 @@ def jpeg_layout(data: bytes) -> JpegLayout | None:
         elif marker == JPEG_START_OF_SCAN:
             if frame is None or data[position + 4] != frame[2]:
                 return None
-            return JpegLayout(*frame, frozenset(markers))
+            return JpegLayout(*frame, frozenset(markers), exif)
         elif 0xE0 <= marker <= 0xEF or marker == 0xFE:  # APPn, COM
             metadata += length
             markers.add(marker)
+            payload = data[position + 4 : position + 2 + length]
+            if marker == 0xE1 and exif is None and payload.startswith(b"Exif\0\0"):
+                exif = payload[6:]
             if metadata > JPEG_MAX_METADATA_BYTES:
                 return None
         elif marker not in JPEG_TABLES:  # another frame type, or a marker out of place

@@ -1,7 +1,7 @@
 """Where the service's CPU goes per request: the whole process's CPU at 16 (and 1) clients, the engine's share of it
 (the engine alone, timed per batch size by engine_cpu.py, times the batches the service ran, from its
 `serve_batch_size` histogram), and the rest: the request path (HTTP, decoding, the batcher's hand-off, the answer,
-metrics). Both arms measured in the same run, each engine in turn.
+metrics), and the event loop's own CPU (the main thread), which the engine's threads never use. Each engine in turn.
 
     .venv/bin/python benchmarks/request-path/measure.py OUT.json [--seconds 10] [--engines onnxruntime,openvino]
 """
@@ -16,6 +16,8 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 from contract.paths import PROJECT_ROOT
 from loadtest import payloads
@@ -55,14 +57,27 @@ def batches_run(before: dict, after: dict) -> float:
     return after[float("inf")] - before.get(float("inf"), 0.0)
 
 
+def event_loop_cpu(server: Server) -> float:
+    """CPU seconds of the server's main thread: the event loop (HTTP, decoding thumbnails, answers, metrics)."""
+    main = next(t for t in psutil.Process(server.proc.pid).threads() if t.id == server.proc.pid)
+    return main.user_time + main.system_time
+
+
 def load(server: Server, clients: int, seconds: float, bodies: list[bytes]) -> dict:
+    before_loop = event_loop_cpu(server)
     before_cpu, before_batches = server.cpu_seconds(), batch_buckets(server.port)
     picker = payloads.Picker({"cifar": bodies}, "cifar")
     summary = asyncio.run(
         run_level(server.url, picker, concurrency=clients, max_requests=10**7, max_seconds=seconds)
     ).summary()
     cpu_ms = (server.cpu_seconds() - before_cpu) * 1000
-    return {"summary": summary, "cpu_ms": cpu_ms, "batches": (before_batches, batch_buckets(server.port))}
+    loop_ms = (event_loop_cpu(server) - before_loop) * 1000
+    return {
+        "summary": summary,
+        "cpu_ms": cpu_ms,
+        "loop_ms": loop_ms,
+        "batches": (before_batches, batch_buckets(server.port)),
+    }
 
 
 def main() -> None:
@@ -92,6 +107,7 @@ def main() -> None:
                     "cpu_ms_per_request": round(run["cpu_ms"] / ok, 3),
                     "engine_cpu_ms_per_request": round(engine_ms / ok, 3),
                     "request_path_cpu_ms_per_request": round((run["cpu_ms"] - engine_ms) / ok, 3),
+                    "event_loop_cpu_ms_per_request": round(run["loop_ms"] / ok, 3),
                     "mean_batch": round(ok / max(1.0, batches_run(*run["batches"])), 2),
                 }
                 print(engine, clients, levels[clients], flush=True)

@@ -49,17 +49,29 @@ def test_the_fast_path_gives_pillows_pixels(save, seed):
 def test_a_grey_jpeg_gives_pillows_pixels():
     data = jpeg(noisy((32, 32)), quality=80)
     fast = decode_exact_size(data, SIZE)
-    assert fast is not None and fast.shape == (32, 32, 3)
+    assert fast is not None
+    assert fast.shape == (32, 32, 3)
     np.testing.assert_array_equal(fast, to_model_input(data, **OPTIONS))
 
 
-def exif_rotated(data: bytes) -> bytes:
+def with_exif(data: bytes, orientation: int | None = 6) -> bytes:
+    """`data` saved again with an EXIF block; orientation 6: turn 90 degrees to be upright; None: no such tag."""
     image = Image.open(io.BytesIO(data))
     exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: turn 90 degrees to be upright
+    exif[0x010F] = "a phone"  # Make
+    if orientation is not None:
+        exif[0x0112] = orientation
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90, exif=exif.tobytes())
     return buffer.getvalue()
+
+
+@pytest.mark.parametrize("orientation", [None, 1], ids=["no-orientation", "upright"])
+def test_exif_that_turns_nothing_keeps_the_fast_path(orientation):
+    data = with_exif(jpeg(noisy((32, 32, 3))), orientation)
+    fast = decode_exact_size(data, SIZE)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, to_model_input(data, **OPTIONS))
 
 
 def cmyk(pixels: np.ndarray) -> bytes:
@@ -71,12 +83,13 @@ def cmyk(pixels: np.ndarray) -> bytes:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: exif_rotated(jpeg(noisy((32, 32, 3)))),  # EXIF: Pillow turns it upright
+        lambda: with_exif(jpeg(noisy((32, 32, 3))), 6),  # EXIF orientation: Pillow turns it upright
+        lambda: with_exif(jpeg(noisy((32, 32, 3))), 3),  # upside down
         lambda: cmyk(noisy((32, 32, 3))),  # four components (Adobe marker)
         lambda: jpeg(noisy((32, 48, 3))),  # another size: cropped and resized
         lambda: jpeg(noisy((32, 32, 3)), progressive=True),  # not sequential
     ],
-    ids=["exif-orientation", "cmyk", "other-size", "progressive"],
+    ids=["exif-orientation-6", "exif-orientation-3", "cmyk", "other-size", "progressive"],
 )
 def test_what_could_decode_differently_goes_through_pillow(make):
     data = make()
