@@ -17,12 +17,9 @@ arms=(before="$before" after=HEAD)
 common=(--targets service --levels "1,16" --seconds 8 --requests 100000 --payloads cifar --soak-seconds 0
         --model-seconds 0 --model "$model")
 mkdir -p "$out"
-for arm in "${arms[@]}"; do
-    tree="$out/trees/${arm%%=*}"
-    [[ -d "$tree" ]] || git worktree add -q --detach "$tree" "${arm#*=}"
-    mkdir -p "$tree/data"
-    for part in raw processed; do [[ -e "$tree/data/$part" ]] || ln -s "$root/data/$part" "$tree/data/$part"; done
-done
+# shellcheck source=benchmarks/ab/worktrees.sh
+source "$(dirname "$0")/worktrees.sh"
+worktrees "$out" "$root" "${arms[@]}"
 for round in $(seq 1 "$rounds"); do
     for arm in "${arms[@]}"; do
         name="${arm%%=*}" tree="$out/trees/${arm%%=*}"

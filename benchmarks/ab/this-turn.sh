@@ -17,12 +17,9 @@ arms=(before=dd8800b trust=f4b2d24 tokens=4a76de9 logs=4c9038a explain=HEAD)
 common=(--targets service --levels "1,16" --seconds 8 --requests 100000 --payloads cifar --soak-seconds 0
         --model-seconds 0)
 mkdir -p "$out"
-for arm in "${arms[@]}"; do
-    name="${arm%%=*}" sha="${arm#*=}" tree="$out/trees/${arm%%=*}"
-    [[ -d "$tree" ]] || git worktree add -q "$tree" "$sha"
-    mkdir -p "$tree/data"
-    for part in raw processed; do [[ -e "$tree/data/$part" ]] || ln -s "$root/data/$part" "$tree/data/$part"; done
-done
+# shellcheck source=benchmarks/ab/worktrees.sh
+source "$(dirname "$0")/worktrees.sh"
+worktrees "$out" "$root" "${arms[@]}"
 for round in $(seq 1 "$rounds"); do
     for arm in "${arms[@]}"; do
         name="${arm%%=*}" tree="$out/trees/${arm%%=*}"

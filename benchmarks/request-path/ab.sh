@@ -12,12 +12,9 @@ measure="$root/benchmarks/request-path/measure.py"
 rounds="${ROUNDS:-3}"
 arms=(before="$2" after="${3:-HEAD}")
 mkdir -p "$out"
-for arm in "${arms[@]}"; do
-    tree="$out/trees/${arm%%=*}"
-    [[ -d "$tree" ]] || git worktree add -q --detach "$tree" "${arm#*=}"
-    mkdir -p "$tree/data"
-    for part in raw processed; do [[ -e "$tree/data/$part" ]] || ln -s "$root/data/$part" "$tree/data/$part"; done
-done
+# shellcheck source=benchmarks/ab/worktrees.sh
+source "$(dirname "$0")/../ab/worktrees.sh"
+worktrees "$out" "$root" "${arms[@]}"
 for round in $(seq 1 "$rounds"); do
     for arm in "${arms[@]}"; do
         name="${arm%%=*}" tree="$out/trees/${arm%%=*}"
