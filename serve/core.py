@@ -52,7 +52,7 @@ class Classifier:
     @classmethod
     def from_settings(cls, settings: Settings) -> Classifier:
         """MODEL_PATH, ORT_THREADS, TOP_K, MAX_PIXELS, ...: the service's own settings and defaults."""
-        return cls(load_model(settings.model_path, threads=settings.ort_threads), settings)
+        return cls(load_model(settings.model_path, threads=settings.ort_threads, engine=settings.engine), settings)
 
     @classmethod
     def from_env(cls) -> Classifier:

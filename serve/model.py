@@ -30,7 +30,7 @@ from contract.model_file import (
 )
 from serve import golden
 from serve.engine_choice import EngineRefused, choose
-from serve.settings import AUTO, ONNXRUNTIME, Settings
+from serve.settings import ONNXRUNTIME, Settings
 
 
 class ModelLoadError(Exception):
@@ -161,9 +161,11 @@ def load_shadow(settings: Settings) -> LoadedModel:
     return load_model(settings.shadow_model_path, threads=1, engine=settings.engine)
 
 
-def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: str = AUTO) -> LoadedModel:
+def load_model(path: Path, *, threads: int = 0, spinning: bool = False, engine: str = ONNXRUNTIME) -> LoadedModel:
     """Open the file, check the signature and metadata against the contract, choose the engine that runs it (`engine`:
-    serve/engine_choice.py, the golden check included), and run it once more with batch 1 and 2."""
+    serve/engine_choice.py, the golden check included), and run it once more with batch 1 and 2. The service passes
+    its ENGINE setting (`auto` by default); a tool that measures the file (the benchmarks, export's gates) gets
+    onnxruntime, the engine the file's numbers were measured with, unless it asks for another."""
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(path, "file not found")

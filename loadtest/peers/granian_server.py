@@ -19,7 +19,8 @@ def app():
     from serve.settings import Settings
 
     settings = Settings.from_env()
-    return create_app(settings, model=load_model(settings.model_path, threads=settings.ort_threads))
+    model = load_model(settings.model_path, threads=settings.ort_threads, engine=settings.engine)
+    return create_app(settings, model=model)
 
 
 def main() -> None:

@@ -129,7 +129,7 @@ def test_auto_times_the_engines_that_pass_and_takes_the_faster(with_golden, monk
 def test_auto_without_openvino_runs_onnxruntime_and_says_why(with_golden, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # importing it fails, as in the serve image
     monkeypatch.setattr(engine_choice, "cpu_flags", lambda: {"amx_int8"})
-    report = load_model(with_golden()).describe()["engine"]
+    report = load_model(with_golden(), engine="auto").describe()["engine"]
     assert report["name"] == "onnxruntime"
     assert "OpenVINO is not installed" in report["tried"]["openvino"]["skipped"]
 
@@ -155,3 +155,12 @@ def test_auto_is_the_default_and_get_model_reports_the_engine(with_golden):
     assert body["engine"]["setting"] == "auto"
     assert body["engine"]["golden_check"]["result"] == "passed"
     assert body["engine"]["name"] in body["engine"]["tried"]
+
+
+def test_tools_get_onnxruntime_and_the_service_its_setting(model_path, monkeypatch):
+    """A tool measuring the file (benchmarks, export's gates) gets the engine its numbers were measured with; the
+    service gets ENGINE (auto by default)."""
+    monkeypatch.setattr(engine_choice, "cpu_flags", lambda: {"amx_int8"})
+    assert load_model(model_path).engine_report["setting"] == "onnxruntime"
+    with TestClient(create_app(Settings(model_path=model_path, log_level="warning"))) as client:
+        assert client.get("/model").json()["engine"]["setting"] == "auto"
