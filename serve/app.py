@@ -45,7 +45,7 @@ def create_app(
     service = Service.build(settings, model=model, shadow_model=shadow_model, log_sink=log_sink)
     middleware = [
         Middleware(RequestIdMiddleware),
-        Middleware(MetricsMiddleware, metrics=service.metrics, routes=ROUTES),
+        Middleware(MetricsMiddleware, metrics=service.metrics),
         Middleware(CutUploadsOnStop, stopping=service.stopping),
     ]
     if settings.cors_origins:

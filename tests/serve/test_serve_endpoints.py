@@ -54,6 +54,7 @@ def test_metrics_show_the_requests(client, red_png):
     assert client.post("/classify", content=red_png).status_code == 200
     assert client.post("/classify", content=b"nope").status_code == 415
     client.get("/no/such/page")
+    assert client.get("/classify").status_code == 405  # a known path, another method: counted under its route
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -61,7 +62,8 @@ def test_metrics_show_the_requests(client, red_png):
     assert metric(text, "serve_requests_total", route="/classify", method="POST", status="200") == 1
     assert metric(text, "serve_requests_total", route="/classify", method="POST", status="415") == 1
     assert metric(text, "serve_requests_total", route="unmatched", method="GET", status="404") == 1
-    assert metric(text, "serve_request_duration_seconds_count", route="/classify") == 2
+    assert metric(text, "serve_requests_total", route="/classify", method="GET", status="405") == 1
+    assert metric(text, "serve_request_duration_seconds_count", route="/classify") == 3
     assert metric(text, "serve_inference_duration_seconds_count") == 1
     assert metric(text, "serve_decode_duration_seconds_count") == 1
     assert metric(text, "serve_batch_size_count") == 1
