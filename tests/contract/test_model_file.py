@@ -56,8 +56,13 @@ def test_the_names_the_files_use():
     assert set(model_file.JSON_KEYS) == {
         "labels", "input_size", "metrics", "parity", "config", "card", "calibration", "outlier", "golden",
     }  # fmt: skip
-    golden_keys = (model_file.GOLDEN_IMAGES, model_file.GOLDEN_SHAPE, model_file.GOLDEN_OUTPUTS)
-    assert golden_keys + (model_file.GOLDEN_TOLERANCE,) == ("images", "shape", "outputs", "tolerance")
+    golden_keys = (
+        model_file.GOLDEN_IMAGES,
+        model_file.GOLDEN_SHAPE,
+        model_file.GOLDEN_OUTPUTS,
+        model_file.GOLDEN_TOLERANCE,
+    )
+    assert golden_keys == ("images", "shape", "outputs", "tolerance")
 
 
 @pytest.mark.parametrize(

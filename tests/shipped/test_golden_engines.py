@@ -80,7 +80,7 @@ def test_the_file_with_the_old_flatten_is_caught(tmp_path, shipped_golden):
     assert answers[model_file.GOLDEN_MEASURED_WITH]["openvino"]["counted"] is False  # it disagrees: not counted
     metadata.update(path, {model_file.GOLDEN: answers})
 
-    with pytest.raises(ModelLoadError, match="openvino fails the file's golden check: .*logits off by"):
+    with pytest.raises(ModelLoadError, match=r"openvino fails the file's golden check: .*logits off by"):
         load_model(path, engine="openvino")
     served = load_model(path, engine="auto")
     report = served.describe()["engine"]

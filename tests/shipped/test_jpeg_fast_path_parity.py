@@ -3,7 +3,6 @@ pixels Pillow's path gives it."""
 
 from __future__ import annotations
 
-import io
 import tarfile
 
 import numpy as np
