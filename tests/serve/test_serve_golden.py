@@ -164,3 +164,13 @@ def test_tools_get_onnxruntime_and_the_service_its_setting(model_path, monkeypat
     assert load_model(model_path).engine_report["setting"] == "onnxruntime"
     with TestClient(create_app(Settings(model_path=model_path, log_level="warning"))) as client:
         assert client.get("/model").json()["engine"]["setting"] == "auto"
+
+
+def test_auto_runs_a_file_without_golden_answers_on_onnxruntime(model_path, monkeypatch):
+    """Another engine cannot be checked against nothing: an old release (the shadow's challenger, say) stays on the
+    engine its numbers came from, however fast the other is."""
+    monkeypatch.setattr(engine_choice, "openvino_runner", wrong_engine)
+    monkeypatch.setattr(engine_choice, "cpu_flags", lambda: {"amx_int8"})
+    model = load_model(model_path, engine="auto")
+    assert model.engine == "onnxruntime"
+    assert model.engine_report["tried"]["openvino"] == {"golden_check": "no golden answers in the file"}
