@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,11 @@ import onnxruntime as ort
 from contract.cpu import VNNI_FLAGS, cpu_flags
 from contract.model_file import INPUT_NAME, OUTPUT_NAME
 from serve import golden
-from serve.openvino_engine import EngineUnavailable, openvino_runner
+from serve.openvino_engine import EngineUnavailable, Runner, openvino_runner
 from serve.settings import AUTO, ENGINES, ONNXRUNTIME, OPENVINO
 
 BATCH = 16  # the batcher's largest batch (BATCH_MAX_SIZE's default): where the engine's speed decides throughput
 ROUNDS = 5  # timed runs per candidate, in alternation, after one warm-up each
-
-Runner = Callable[[list[str], np.ndarray], list[np.ndarray]]
 
 
 class EngineRefused(Exception):
@@ -71,7 +68,8 @@ def choose(
     """The engine that runs the file, by `setting`; raises EngineRefused."""
     if setting not in ENGINES:
         raise EngineRefused(f"unknown engine {setting!r} (one of {', '.join(ENGINES)})")
-    runners: dict[str, tuple[Runner | None, golden.GoldenCheck]] = {}
+    # name -> (its runner, None for the checking session's; what runs it; its check)
+    runners: dict[str, tuple[Runner | None, Runner, golden.GoldenCheck]] = {}
     tried: dict[str, dict[str, Any]] = {}
     for name in candidates(setting, flags):
         try:
@@ -90,16 +88,16 @@ def choose(
             continue
         if setting == AUTO and name != ONNXRUNTIME and check.passed is None:
             continue  # nothing to check it against: `auto` runs an unchecked file on onnxruntime, its reference
-        runners[name] = (runner, check)
+        runners[name] = (runner, run, check)
     if not runners:
         raise EngineRefused("no engine can run the file here")
     if len(runners) > 1:
         images = _timing_batch(session, answers)
-        timed = {name: run or _session_runner(session) for name, (run, _) in runners.items()}
+        timed = {name: run for name, (_, run, _) in runners.items()}
         for name, seconds in _time_in_alternation(timed, images).items():
             tried[name]["images_per_s"] = round(BATCH / seconds, 1)
     name = max(runners, key=lambda n: tried[n].get("images_per_s", 0.0))
-    runner, check = runners[name]
+    runner, _, check = runners[name]
     return EngineChoice(name, runner, check, setting, tried)
 
 

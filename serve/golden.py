@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from contract import model_file
-
-# (output names, batch) -> those outputs, in that order: how any engine is asked (serve/model.py).
-Outputs = Callable[[list[str], np.ndarray], list[np.ndarray]]
+from serve.openvino_engine import Runner
 
 
 class GoldenUnreadable(ValueError):
@@ -70,7 +67,7 @@ class GoldenCheck:
         return {"result": state, "worst": self.worst, "tolerance": self.tolerance}
 
 
-def check(engine: str, run: Outputs, golden: Golden | None, available: set[str]) -> GoldenCheck:
+def check(engine: str, run: Runner, golden: Golden | None, available: set[str]) -> GoldenCheck:
     """Run the golden pictures on `run` and compare every recorded output the file has (`available`)."""
     if golden is None:
         return GoldenCheck(engine, None)

@@ -5,17 +5,4 @@
 #
 #   benchmarks/ab/spinning.sh OUT_DIR      (from the repository root, with .venv and data/ in place)
 set -euo pipefail
-out="$(realpath -m "$1")"
-python="$(pwd)/.venv/bin/python"
-rounds="${ROUNDS:-3}"
-common=(--targets service --levels "1,16" --seconds 8 --requests 100000 --payloads cifar --soak-seconds 0
-        --model-seconds 0)
-mkdir -p "$out"
-for round in $(seq 1 "$rounds"); do
-    for arm in auto off; do
-        "$python" -m loadtest "${common[@]}" --serve-env "ORT_SPINNING=$arm" --out-dir "$out/run-$arm$round" \
-            >/dev/null 2>&1
-        cp "$out/run-$arm$round/loadtest.json" "$out/spinning-$arm$round.json"
-        echo "round $round: $arm done"
-    done
-done
+exec bash "$(dirname "$0")/setting.sh" "$1" spinning ORT_SPINNING auto off
