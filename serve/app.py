@@ -11,12 +11,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from serve.draining import CutUploadsOnStop
 from serve.error_responses import EXCEPTION_HANDLERS
-from serve.metrics import MetricsMiddleware
+from serve.middleware import ServiceMiddleware
 from serve.model import LoadedModel
 from serve.request_ids import HEADER as REQUEST_ID_HEADER
-from serve.request_ids import RequestIdMiddleware
 from serve.routes import ROUTES
 from serve.service import Service
 from serve.settings import Settings
@@ -43,11 +41,7 @@ def create_app(
     starts; otherwise startup loads them. `log_sink` (a text stream) takes the prediction log's lines instead of
     PREDICTION_LOG. The service is `app.state.service`."""
     service = Service.build(settings, model=model, shadow_model=shadow_model, log_sink=log_sink)
-    middleware = [
-        Middleware(RequestIdMiddleware),
-        Middleware(MetricsMiddleware, metrics=service.metrics),
-        Middleware(CutUploadsOnStop, stopping=service.stopping),
-    ]
+    middleware = [Middleware(ServiceMiddleware, metrics=service.metrics, stopping=service.stopping)]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -1,11 +1,11 @@
 """Stopping cleanly: once the server begins its graceful shutdown, request bodies still arriving are cut with 503
-(`Connection: close`), so one slow upload cannot hold the stop past `SHUTDOWN_GRACE_S`; bodies that already arrived
-are read and their requests answered."""
+(`Connection: close`, by serve/middleware.py), so one slow upload cannot hold the stop past `SHUTDOWN_GRACE_S`; bodies
+that already arrived are read and their requests answered."""
 
 from __future__ import annotations
 
 import anyio
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive
 
 from serve.error_codes import ErrorCode
 from serve.error_responses import ApiError
@@ -47,27 +47,3 @@ def cut_off() -> ApiError:
         "the service is shutting down and the upload had not fully arrived; retry",
         {"Retry-After": "1", "Connection": "close"},
     )
-
-
-class CutUploadsOnStop:
-    def __init__(self, app: ASGIApp, stopping: Stopping) -> None:
-        self.app = app
-        self.stopping = stopping
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        body_done = False
-
-        async def receive_unless_stopping() -> Message:
-            nonlocal body_done
-            if body_done:
-                return await receive()
-            message = await self.stopping.receive(receive)
-            if message is None:
-                raise cut_off()  # rendered by serve.error_responses like any ApiError raised while reading the body
-            body_done = message["type"] != "http.request" or not message.get("more_body", False)
-            return message
-
-        await self.app(scope, receive_unless_stopping, send)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from time import perf_counter
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -14,7 +12,6 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -105,44 +102,3 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class MetricsMiddleware:
-    """Counts every HTTP request by route template (not raw path, to bound label cardinality) and status."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    @staticmethod
-    def route_of(scope: Scope) -> str:
-        """The route the router chose: Starlette's router puts it in the scope on a full match, and on a partial one
-        (a known path, another method: 405). Read after the request, instead of matching every route again
-        (benchmarks/request-path/README.md)."""
-        route = scope.get("route")
-        if route is None:
-            return "unmatched"
-        return getattr(route, "path", "other")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # what the client gets if the app raises before starting a response
-        started = perf_counter()
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        self.metrics.in_progress.inc()
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            self.metrics.in_progress.dec()
-            route = self.route_of(scope)
-            method = scope["method"] if scope["method"] in METHODS else "other"
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency_seconds.labels(route).observe(perf_counter() - started)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import re
 
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.datastructures import Headers
 
 from contract.prediction_log import new_request_id, valid_request_id
 
@@ -28,24 +27,3 @@ def request_id_of(headers: Headers) -> str:
     if TRACE_ID.fullmatch(trace):
         return trace.lower()
     return new_request_id()
-
-
-class RequestIdMiddleware:
-    """Outermost, so that every answer the app gives carries the header: errors, CORS preflights, 404s."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = request_id_of(Headers(scope=scope))
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[HEADER] = request_id
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
