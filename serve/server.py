@@ -37,6 +37,9 @@ def build_server(app: Starlette, settings: Settings) -> uvicorn.Server:
         # httptools (llhttp, C), limited here: h11 has a size limit of its own but is slower (docs/performance.md).
         http=LimitedHttpToolsProtocol.configured(limits, count_refusal),
         ws="none",  # no WebSocket endpoint: an upgrade request gets a plain HTTP answer
+        # The one place that reads X-Forwarded-For is serve/rate_limit.py, and only on Cloud Run (its front end's
+        # entry): uvicorn's own proxy-header layer would be one more per request, trusting whatever 127.0.0.1 says.
+        proxy_headers=False,
         server_header=False,
         headers=HEADERS,
         lifespan="on",

@@ -6,8 +6,6 @@ each pinned and guarded by tests/serve/test_runtime_internals.py, which fails wh
   `_unsupported_upgrade_warning`, and reads its `parser`, `cycle`, `pipeline`, `flow`, `server_state` and
   `STATUS_LINE`: uvicorn and httptools at the pins of requirements-serve.txt. Kept over nginx in front, which
   measured 9 % fewer requests a second at 16 clients and lacks a header-count limit (benchmarks/head-limits/).
-  Its transport is wrapped (joined_writes.py, the asyncio transport API only) so an answer's head and body leave in
-  one write.
 - event_loop.py: asyncio's selector loop, calm when file descriptors run out. Overrides CPython's private
   `BaseSelectorEventLoop._accept_connection` and `_start_serving` (their signatures on CPython 3.11, the one
   version pyproject.toml allows). Kept over CPython's own loop, with or without uvicorn's `limit_concurrency`,

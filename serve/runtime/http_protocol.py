@@ -1,7 +1,6 @@
 """uvicorn's httptools protocol with the limits a server facing clients directly needs: the request head (request
 line and headers) bounded in bytes, in header count and in time; the HTTP layer's own refusals counted in the metrics;
-an `Upgrade` request answered as plain HTTP, without uvicorn's two warnings per attempt; each answer sent in one write
-(serve/runtime/joined_writes.py).
+an `Upgrade` request answered as plain HTTP, without uvicorn's two warnings per attempt.
 
 httptools (llhttp) has no limits of its own, and it joins a header that arrives in pieces by concatenation, so one
 8-MB header was answered 200 and a 128-MB one took 16.6 s of CPU. Here the bytes of a head are counted as they
@@ -16,8 +15,6 @@ from dataclasses import dataclass
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-
-from serve.runtime.joined_writes import JoinedWrites
 
 # After a refusal the connection keeps reading (and dropping) what the client still sends for this long before it
 # closes: closing a socket with unread data sends a reset, and the client would lose the answer with it.
@@ -52,7 +49,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return type(cls.__name__, (cls,), {"limits": limits, "on_refused": staticmethod(on_refused)})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(JoinedWrites(transport, self.loop))  # type: ignore[arg-type]  # a transport's API
+        super().connection_made(transport)
         self._reading_head = True  # the next byte belongs to a request head
         self._head_bytes = 0  # bytes of reads that belonged wholly to the current head
         self._field_bytes = 0  # bytes of the current head's URL and complete headers, counted by the parser

@@ -243,3 +243,25 @@ def test_closed_loop_clients_up_to_the_queue_size_never_get_a_503(model_path):
         assert closed_loop_statuses(server, clients=24, requests=2000).get("503", 0) > 0
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_off_cloud_run_the_feedback_client_is_the_peer_whatever_it_forwards(model_path, tmp_path):
+    # uvicorn's proxy-header layer is off (serve/server.py): from 127.0.0.1 it would have taken X-Forwarded-For as
+    # the client's address, and every new address would have been a new bucket of feedback.
+    log = tmp_path / "predictions.jsonl"
+    server = Server(model_path, FEEDBACK_BURST="1", FEEDBACK_PER_MINUTE="1", PREDICTION_LOG=str(log))
+    try:
+        status, _, body = server.request("/classify", jpeg((255, 0, 0)), {"Content-Type": "image/jpeg"})
+        assert status == 200
+        answer = json.loads(body)
+        feedback = json.dumps(
+            {"request_id": answer["request_id"], "token": answer["feedback_token"], "label": "cat"}
+        ).encode()
+        statuses = [
+            server.request("/feedback", feedback, {"Content-Type": "application/json", "X-Forwarded-For": address})[0]
+            for address in ("203.0.113.1", "203.0.113.2")
+        ]
+        assert statuses == [202, 429]
+    finally:
+        assert server.stop() == 0
