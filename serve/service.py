@@ -34,7 +34,7 @@ from serve.log_writer import Prediction, PredictionLog
 from serve.metrics import Metrics
 from serve.model import LoadedModel, load_configured, load_shadow
 from serve.rate_limit import RateLimiter
-from serve.runtime.spinning import SpinSwitch, spin_switch
+from serve.runtime.spinning import SpinSwitch, release_free_memory, spin_switch
 from serve.schemas import Answer
 from serve.settings import Settings
 from serve.shadow import OUTCOMES, Shadow, check_challenger
@@ -145,6 +145,9 @@ class Service:
             self.metrics.predictions.labels(label)
         for verdict in VERDICTS:
             self.metrics.feedback.labels(verdict)
+        # Loading, the golden check, the engine choice and the warm-ups freed more than the service keeps: give it
+        # back now, or glibc holds it in its heap for good (idle PSS, benchmarks/loadtest.md).
+        await anyio.to_thread.run_sync(release_free_memory)
         self.ready = True
         log.info("model %s %s ready (%s, input %s)", model.name, model.version, model.path, model.input_size)
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -46,8 +47,10 @@ def spin_switch(model: LoadedModel, settings: Settings) -> SpinSwitch | None:
     def build(spinning: bool) -> ort.InferenceSession:
         # The bytes loaded at start (a file replaced at MODEL_PATH since changes nothing until a restart); ModelChanged
         # when they were overwritten in place: the switch then keeps the session it has.
-        source = model.pinned.read() if model.pinned is not None else model.path
-        session = ort_session(source, threads=settings.ort_threads, spinning=spinning)
+        def session_of(source: Path | bytes) -> ort.InferenceSession:
+            return ort_session(source, threads=settings.ort_threads, spinning=spinning)
+
+        session = model.pinned.session(session_of) if model.pinned is not None else session_of(model.path)
         if [output.name for output in session.get_outputs()] != outputs:
             raise ModelChanged("the rebuilt session answers other outputs than the loaded one")
         session.run(None, {INPUT_NAME: warm_up})  # its first run allocates and picks kernels: not on a request
