@@ -44,6 +44,7 @@ class LitClassifier(L.LightningModule):
         recalibrate_batchnorm: int = 0,
         distill_weight: float = 0.0,
         distill_temperature: float = 2.0,
+        teacher_weights: str | None = None,
         outlier_share: float = 0.0,
         outlier_weight: float = 0.5,
     ) -> None:
@@ -55,9 +56,10 @@ class LitClassifier(L.LightningModule):
             # A warm start (unlike resume: fresh optimiser and schedule).
             self.net.load_state_dict(warm_start_state(init_weights), strict=True)
             if distill_weight:
-                # The warm start's own function, frozen: it sees the clean picture, the network the corrupted one.
+                # The warm start's own function (or teacher_weights', when a fine-tune goes on from its own
+                # checkpoint), frozen: it sees the clean picture, the network the corrupted one.
                 self.teacher = build(arch, num_classes, **(arch_kwargs or {}))
-                self.teacher.load_state_dict(warm_start_state(init_weights), strict=True)
+                self.teacher.load_state_dict(warm_start_state(teacher_weights or init_weights), strict=True)
                 self.teacher.requires_grad_(False).eval()
         elif distill_weight:
             raise ValueError("distill_weight needs init_weights: the teacher is the warm start")

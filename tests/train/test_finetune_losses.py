@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from tests.train.test_robust_training import photos
 from train import outlier_exposure
@@ -74,6 +74,16 @@ def test_the_teacher_is_the_frozen_warm_start_and_never_trained(warm_start):
     loss.backward()
     assert all(p.grad is None for p in module.teacher.parameters())
     assert all(torch.equal(a, b) for a, b in zip(teacher_before, module.teacher.parameters(), strict=True))
+
+
+def test_a_later_leg_keeps_its_first_teacher(warm_start, tmp_path):
+    torch.manual_seed(1)
+    later = tmp_path / "later.safetensors"
+    save_file({k: v.contiguous() for k, v in build("mlp", 10).state_dict().items()}, str(later))
+    module = LitClassifier(arch="mlp", init_weights=str(later), teacher_weights=warm_start, distill_weight=0.5)
+    first = load_file(warm_start)
+    assert all(torch.equal(module.teacher.state_dict()[k], v) for k, v in first.items())
+    assert not all(torch.equal(module.net.state_dict()[k], v) for k, v in first.items())
 
 
 def test_outlier_exposure_keeps_answers_on_generated_pictures_flat(warm_start):
