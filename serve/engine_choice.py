@@ -72,6 +72,11 @@ def choose(
     runners: dict[str, tuple[Runner | None, Runner, golden.GoldenCheck]] = {}
     tried: dict[str, dict[str, Any]] = {}
     for name in candidates(setting, flags):
+        if setting == AUTO and name != ONNXRUNTIME and answers is None:
+            # Nothing to check it against: `auto` runs an unchecked file on onnxruntime, its reference, without
+            # building another engine at start only to drop it.
+            tried[name] = {"golden_check": golden.GoldenCheck(name, None).describe()["result"]}
+            continue
         try:
             runner = None if name == ONNXRUNTIME else openvino_runner(path, threads)
         except EngineUnavailable as exc:
@@ -86,8 +91,6 @@ def choose(
             if setting != AUTO or name == ONNXRUNTIME:
                 raise EngineRefused(f"{name} fails the file's golden check: {check.failures()}")
             continue
-        if setting == AUTO and name != ONNXRUNTIME and check.passed is None:
-            continue  # nothing to check it against: `auto` runs an unchecked file on onnxruntime, its reference
         runners[name] = (runner, run, check)
     if not runners:
         raise EngineRefused("no engine can run the file here")

@@ -85,13 +85,12 @@ class PinnedFile:
     def session(self, build: Callable[[Path | bytes], T]) -> T:
         """`build(source)` on the loaded bytes. Where the system names an open descriptor by a path (/proc/self/fd on
         Linux), the engine reads the file itself through it: given bytes, onnxruntime's Python session keeps them as
-        long as it lives, a second copy of the file in memory (12.7 MB for the shipped one). The hash is checked
-        before and after, so an overwrite while the engine read is refused too; elsewhere the engine gets the bytes."""
+        long as it lives, a second copy of the file in memory (12.7 MB for the shipped one). The hash is checked once
+        the engine has read: an overwrite before or while it read is still there then, and refused; elsewhere the
+        engine gets the bytes."""
         own = Path(f"/proc/self/fd/{self.fd}")
         if not own.exists():
             return build(self.read())
-        if self._digest() != self.sha256:
-            raise self._changed()
         built = build(own)
         if self._digest() != self.sha256:
             raise self._changed()

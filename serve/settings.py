@@ -127,10 +127,10 @@ class Settings:
             "who runs the model. `auto`: the fastest engine that passes the file's golden check on this CPU, timed "
             "at start (OpenVINO is tried only where the CPU has VNNI or AMX and it is installed, which the image "
             "does not; onnxruntime otherwise, and for a file without golden answers); `onnxruntime`; `openvino` "
-            "(`requirements-serve-openvino.txt`, 180 MB "
-            "more). The file is opened and checked by onnxruntime either way, and the chosen engine must answer the "
-            "file's golden pictures within its tolerance before the service is ready: a named engine that fails "
-            "stops the start with one line, `auto` skips it. `GET /model` says which engine runs it and why "
+            "(`requirements-serve-openvino.txt`, 180 MB more). The file is opened and checked by onnxruntime "
+            "either way, and the chosen engine must answer the file's golden pictures within its tolerance before "
+            "the service is ready: a named engine that fails stops the start with one line, `auto` skips it. "
+            "`GET /model` says which engine runs it and why "
             "([performance](performance.md#another-engine-openvino))"
         ),
         parse=str.lower,
