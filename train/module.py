@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from train import augment, outlier_exposure
+from train import augment, outlier_exposure, pixmix
 from train.models import build, network_state, recalibrate_batchnorm
 
 
@@ -47,6 +47,8 @@ class LitClassifier(L.LightningModule):
         teacher_weights: str | None = None,
         outlier_share: float = 0.0,
         outlier_weight: float = 0.5,
+        pixmix_p: float = 0.0,
+        pixmix_fractals: int = 1000,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -66,6 +68,8 @@ class LitClassifier(L.LightningModule):
         for network in (self.net, self.teacher):
             if channels_last and network is not None:
                 network.to(memory_format=torch.channels_last)
+        # Not a buffer: drawn again from its seed in every run, never saved in a checkpoint.
+        self.fractals = pixmix.fractals(pixmix_fractals) if pixmix_p else None
         self.labels: list[str] = [str(i) for i in range(num_classes)]
         metrics = {"num_classes": num_classes}
         self.train_acc = MulticlassAccuracy(**metrics, average="micro")
@@ -93,7 +97,8 @@ class LitClassifier(L.LightningModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Training batches become (pictures the network sees, labels, the same pictures clean): one crop and flip
-        for both, then the corruption and the cutout for the network only (the teacher, if any, sees them clean)."""
+        for both, then the corruption, PixMix and the cutout for the network only (the teacher, if any, sees them
+        clean)."""
         images, labels = batch
         if not self.trainer.training:
             return images, labels
@@ -104,6 +109,9 @@ class LitClassifier(L.LightningModule):
         clean = images
         if self.hparams.corruption_p:
             images = augment.random_corruption(images, self.hparams.corruption_p)
+        if self.fractals is not None:
+            self.fractals = self.fractals.to(images.device)
+            images = pixmix.pixmix(images, self.fractals, self.hparams.pixmix_p)
         if self.hparams.cutout:
             images = augment.random_cutout(images, self.hparams.cutout)
         return images, labels, clean
