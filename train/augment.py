@@ -44,7 +44,8 @@ def random_cutout(images: torch.Tensor, size: int, generator: torch.Generator | 
 # level of the robustness benchmark (evaluation/corruptions.py), so the network learns the families, not its levels.
 def _noise(image: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     sigma = _uniform(0.01, 0.12, rng) * 255.0
-    return image.float() + torch.randn(image.shape, generator=rng) * sigma
+    # Drawn on the CPU generator, then moved: the batch is on the training device by now (a GPU run's too).
+    return image.float() + torch.randn(image.shape, generator=rng).to(image.device) * sigma
 
 
 def _blur(image: torch.Tensor, rng: torch.Generator) -> torch.Tensor:

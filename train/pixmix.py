@@ -81,6 +81,7 @@ def pixmix(
     mixed = torch.where(_coin(n, rng, device), corrupted, images.float() / 255)
     for step in range(ROUNDS):
         active = (chosen & (rounds > step)).to(device).view(n, 1, 1, 1)
+        # A fractal drawn anew each round (the paper keeps one a picture): more variety for the same cost.
         other = bank[torch.randint(len(bank), (n,), generator=rng).to(device)].float() / 255
         other = torch.where(_coin(n, rng, device), corrupted, other)
         a, b = _weights(n, rng, device)
