@@ -68,8 +68,9 @@ class LitClassifier(L.LightningModule):
         for network in (self.net, self.teacher):
             if channels_last and network is not None:
                 network.to(memory_format=torch.channels_last)
-        # Not a buffer: drawn again from its seed in every run, never saved in a checkpoint.
-        self.fractals = pixmix.fractals(pixmix_fractals) if pixmix_p else None
+        # Moves with the module to the training device; not persistent: drawn again from its seed in every run, never
+        # saved in a checkpoint.
+        self.register_buffer("fractals", pixmix.fractals(pixmix_fractals) if pixmix_p else None, persistent=False)
         self.labels: list[str] = [str(i) for i in range(num_classes)]
         metrics = {"num_classes": num_classes}
         self.train_acc = MulticlassAccuracy(**metrics, average="micro")
@@ -110,7 +111,6 @@ class LitClassifier(L.LightningModule):
         if self.hparams.corruption_p:
             images = augment.random_corruption(images, self.hparams.corruption_p)
         if self.fractals is not None:
-            self.fractals = self.fractals.to(images.device)
             images = pixmix.pixmix(images, self.fractals, self.hparams.pixmix_p)
         if self.hparams.cutout:
             images = augment.random_cutout(images, self.hparams.cutout)

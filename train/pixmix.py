@@ -71,16 +71,21 @@ def pixmix(
     """Each uint8 NHWC picture, with probability p, mixed in 0-4 rounds with a random fractal of `bank` or a
     corrupted copy of itself (train/augment.py's families), each round a weighted sum or product at random."""
     rng = generator if generator is not None else torch.default_generator
+    chosen = (torch.rand(images.shape[0], generator=rng) < p).nonzero().flatten().to(images.device)
+    if not len(chosen):
+        return images
+    out = images.clone()
+    out[chosen] = _mixed(images[chosen], bank, rng)
+    return out
+
+
+def _mixed(images: torch.Tensor, bank: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     n = images.shape[0]
     device = images.device
-    chosen = torch.rand(n, generator=rng) < p
-    if not chosen.any():
-        return images
-    rounds = torch.randint(0, ROUNDS + 1, (n,), generator=rng)
+    rounds = torch.randint(0, ROUNDS + 1, (n,), generator=rng).to(device).view(n, 1, 1, 1)
     corrupted = augment.random_corruption(images, 1.0, rng).float() / 255
     mixed = torch.where(_coin(n, rng, device), corrupted, images.float() / 255)
     for step in range(ROUNDS):
-        active = (chosen & (rounds > step)).to(device).view(n, 1, 1, 1)
         # A fractal drawn anew each round (the paper keeps one a picture): more variety for the same cost.
         other = bank[torch.randint(len(bank), (n,), generator=rng).to(device)].float() / 255
         other = torch.where(_coin(n, rng, device), corrupted, other)
@@ -88,9 +93,8 @@ def pixmix(
         summed = ((a * (2 * mixed - 1) + b * (2 * other - 1)) + 1) / 2
         product = (2 * mixed).pow(a) * (2 * other).clamp_min(1e-6).pow(b) / 2
         step_mixed = torch.where(_coin(n, rng, device), summed, product).clamp(0, 1)
-        mixed = torch.where(active, step_mixed, mixed)
-    out = (mixed * 255).round().to(torch.uint8)
-    return torch.where(chosen.to(device).view(n, 1, 1, 1), out, images)
+        mixed = torch.where(rounds > step, step_mixed, mixed)
+    return (mixed * 255).round().to(torch.uint8)
 
 
 def _coin(n: int, rng: torch.Generator, device: torch.device) -> torch.Tensor:
