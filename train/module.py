@@ -13,7 +13,9 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from train import augment, outlier_exposure, pixmix
+from train.feature_margin import FeatureMargin, head_input_hook
 from train.models import build, network_state, recalibrate_batchnorm
+from train.outlier_photos import load as load_photo_bank
 
 
 def warm_start_state(path: str) -> dict[str, torch.Tensor]:
@@ -47,6 +49,8 @@ class LitClassifier(L.LightningModule):
         teacher_weights: str | None = None,
         outlier_share: float = 0.0,
         outlier_weight: float = 0.5,
+        outlier_photos: str | None = None,
+        outlier_feature_weight: float = 0.0,
         pixmix_p: float = 0.0,
         pixmix_fractals: int = 1000,
     ) -> None:
@@ -68,9 +72,16 @@ class LitClassifier(L.LightningModule):
         for network in (self.net, self.teacher):
             if channels_last and network is not None:
                 network.to(memory_format=torch.channels_last)
-        # Moves with the module to the training device; not persistent: drawn again from its seed in every run, never
-        # saved in a checkpoint.
+        # Both move with the module to the training device; not persistent, never saved in a checkpoint: the fractals
+        # are drawn again from their seed in every run, the photos read again from their bank.
         self.register_buffer("fractals", pixmix.fractals(pixmix_fractals) if pixmix_p else None, persistent=False)
+        self.register_buffer("photos", load_photo_bank(outlier_photos) if outlier_photos else None, persistent=False)
+        self.feature_margin: FeatureMargin | None = None
+        if outlier_feature_weight:
+            self.features: dict[str, torch.Tensor] = {}
+            head_input_hook(self.net, self.features)
+            dims = [m for m in self.net.modules() if isinstance(m, torch.nn.Linear)][-1].in_features
+            self.feature_margin = FeatureMargin(num_classes, dims)
         self.labels: list[str] = [str(i) for i in range(num_classes)]
         metrics = {"num_classes": num_classes}
         self.train_acc = MulticlassAccuracy(**metrics, average="micro")
@@ -126,10 +137,12 @@ class LitClassifier(L.LightningModule):
     def _training_loss(self, batch) -> torch.Tensor:
         """Cross-entropy on the labels; with `distill_weight`, part of it replaced by matching the teacher's answer
         on the clean picture (holds clean accuracy while the network learns the corrupted ones); with
-        `outlier_share`, generated outliers appended to the batch with a uniform target (outlier exposure)."""
+        `outlier_share`, generated outliers (and real photos, with `outlier_photos`) appended to the batch with a
+        uniform target (outlier exposure), and with `outlier_feature_weight` their embeddings pushed away from the
+        classes'."""
         images, labels, clean = batch
         count = round(self.hparams.outlier_share * len(images))
-        extra = outlier_exposure.outlier_batch(clean, count) if count else images[:0]
+        extra = outlier_exposure.outlier_batch(clean, count, photos=self.photos) if count else images[:0]
         logits = self(torch.cat([images, extra]))
         logits, outlier_logits = logits[: len(images)], logits[len(images) :]
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
@@ -147,6 +160,11 @@ class LitClassifier(L.LightningModule):
             uniform = -F.log_softmax(outlier_logits.float(), dim=1).mean(dim=1).mean()
             self.log("train/outlier", uniform)
             loss = loss + self.hparams.outlier_weight * uniform
+        if count and self.feature_margin is not None:
+            embeddings = self.features["embedding"]
+            margin = self.feature_margin.loss(embeddings[: len(images)], labels, embeddings[len(images) :])
+            self.log("train/outlier_features", margin)
+            loss = loss + self.hparams.outlier_feature_weight * margin
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -47,12 +47,19 @@ def shuffled_tiles(images: torch.Tensor, tile: int = 8, generator: torch.Generat
     return tiles.reshape(n, rows, cols, tile, tile, c).transpose(2, 3).reshape(n, rows * tile, cols * tile, c)
 
 
-def outlier_batch(images: torch.Tensor, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`count` outlier pictures shaped like `images`: half spectral noise, half shuffled tiles of the batch."""
-    noise_count = count // 2
+def outlier_batch(images: torch.Tensor, count: int, generator: torch.Generator | None = None,
+                  photos: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """`count` outlier pictures shaped like `images`: half spectral noise, half shuffled tiles of the batch; with a
+    bank of real `photos` (train/outlier_photos.py, same shape per picture), half of them drawn from it instead."""
+    photo_count = count // 2 if photos is not None else 0
+    noise_count = (count - photo_count) // 2
     _, side, _, _ = images.shape
-    chosen = torch.randperm(len(images), generator=generator)[: count - noise_count].to(images.device)
-    return torch.cat([
+    chosen = torch.randperm(len(images), generator=generator)[: count - photo_count - noise_count].to(images.device)
+    parts = [
         spectral_noise(noise_count, side, generator, images.device),
         shuffled_tiles(images[chosen], generator=generator),
-    ])  # fmt: skip
+    ]
+    if photo_count:
+        drawn = torch.randint(len(photos), (photo_count,), generator=generator).to(photos.device)
+        parts.append(photos[drawn].to(images.device))
+    return torch.cat(parts)

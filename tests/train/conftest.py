@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from safetensors.torch import save_file
 
 import train.train  # noqa: F401  (registers the project_root resolver)
 from contract.paths import PROJECT_ROOT
+from train.models import build
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -49,3 +52,12 @@ def task_config(overrides: list[str]) -> DictConfig:
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+@pytest.fixture
+def warm_start(tmp_path) -> str:
+    """A committed-weights file of a freshly initialised MLP (seed 0), for the fine-tune's warm start and teacher."""
+    torch.manual_seed(0)
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in build("mlp", 10).state_dict().items()}, str(path))
+    return str(path)

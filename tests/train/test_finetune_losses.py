@@ -38,14 +38,6 @@ def test_an_outlier_batch_has_the_asked_count_and_the_batch_shape():
     assert batch.dtype == torch.uint8
 
 
-@pytest.fixture
-def warm_start(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "weights.safetensors"
-    save_file({k: v.contiguous() for k, v in build("mlp", 10).state_dict().items()}, str(path))
-    return str(path)
-
-
 def loss_of(module: LitClassifier, batch) -> torch.Tensor:
     module.log = lambda *args, **kwargs: None  # outside a Trainer
     return module._training_loss(batch)
