@@ -32,13 +32,10 @@ class FeatureMargin(nn.Module):
     def update(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
         """Move the running class means and variance towards this batch's (classes absent from it keep theirs)."""
         embeddings = embeddings.float()
+        rate = 1.0 if self.seen == 0 else MOMENTUM
         for label in labels.unique():
-            batch_mean = embeddings[labels == label].mean(dim=0)
-            rate = 1.0 if self.seen == 0 else MOMENTUM
-            self.means[label] += rate * (batch_mean - self.means[label])
-        residual_variance = (embeddings - self.means[labels]).pow(2).mean(dim=0).clamp_min(1e-6)
-        self.variance.copy_(residual_variance if self.seen == 0 else torch.lerp(self.variance, residual_variance,
-                                                                                 MOMENTUM))  # fmt: skip
+            self.means[label].lerp_(embeddings[labels == label].mean(dim=0), rate)
+        self.variance.lerp_((embeddings - self.means[labels]).pow(2).mean(dim=0).clamp_min(1e-6), rate)
         self.seen += 1
 
     def log_distance(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -55,7 +52,11 @@ class FeatureMargin(nn.Module):
         return F.softplus(margin - self.log_distance(outliers)).mean()
 
 
+def head(net: nn.Module) -> nn.Linear:
+    """The network's last Linear layer: its input is the embedding."""
+    return [module for module in net.modules() if isinstance(module, nn.Linear)][-1]
+
+
 def head_input_hook(net: nn.Module, store: dict) -> torch.utils.hooks.RemovableHandle:
-    """Keep the input of the network's last Linear layer (its embedding) in store["embedding"] on every forward."""
-    head = [module for module in net.modules() if isinstance(module, nn.Linear)][-1]
-    return head.register_forward_pre_hook(lambda _, inputs: store.__setitem__("embedding", inputs[0]))
+    """Keep the input of the network's head (its embedding) in store["embedding"] on every forward."""
+    return head(net).register_forward_pre_hook(lambda _, inputs: store.__setitem__("embedding", inputs[0]))

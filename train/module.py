@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from train import augment, outlier_exposure, pixmix
-from train.feature_margin import FeatureMargin, head_input_hook
+from train.feature_margin import FeatureMargin, head, head_input_hook
 from train.models import build, network_state, recalibrate_batchnorm
 from train.outlier_photos import load as load_photo_bank
 
@@ -80,8 +80,7 @@ class LitClassifier(L.LightningModule):
         if outlier_feature_weight:
             self.features: dict[str, torch.Tensor] = {}
             head_input_hook(self.net, self.features)
-            dims = [m for m in self.net.modules() if isinstance(m, torch.nn.Linear)][-1].in_features
-            self.feature_margin = FeatureMargin(num_classes, dims)
+            self.feature_margin = FeatureMargin(num_classes, head(self.net).in_features)
         self.labels: list[str] = [str(i) for i in range(num_classes)]
         metrics = {"num_classes": num_classes}
         self.train_acc = MulticlassAccuracy(**metrics, average="micro")

@@ -16,21 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.model_file import OUTPUT_NAME
-from evaluation.outliers import BATCH, TEST_IMAGES, as_uploaded, auroc, groups, load_test_set, scores, stratified_subset
+from contract.model_file import OUTLIER_SCORE_NAME, OUTPUT_NAME
+from evaluation.outliers import BATCH, TEST_IMAGES, as_uploaded, auroc, groups, load_test_set, stratified_subset
 from serve.model import LoadedModel, load_model
+from serve.scoring import softmax
 
 BANK_CROPS = 600  # drawn from the bank with a fixed seed
 
 
 def readings(model: LoadedModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(graph outlier score, log softmax doubt) of every model-input picture."""
-    logits = np.concatenate([
-        model.outputs([OUTPUT_NAME], images[i : i + BATCH])[0] for i in range(0, len(images), BATCH)
-    ]).astype(np.float64)  # fmt: skip
-    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
-    return scores(model, images), np.log1p(1e-6 - probabilities.max(axis=1))
+    """(graph outlier score, log softmax doubt) of every model-input picture, from one pass of the model."""
+    names = [OUTLIER_SCORE_NAME, OUTPUT_NAME]
+    batches = [model.outputs(names, images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
+    graph, logits = (np.concatenate(parts) for parts in zip(*batches, strict=True))
+    return graph.astype(np.float64), np.log1p(1e-6 - softmax(logits).max(axis=1))
 
 
 def measure(path: Path, data: Path, bank: np.ndarray | None) -> dict:
@@ -42,6 +41,8 @@ def measure(path: Path, data: Path, bank: np.ndarray | None) -> dict:
     def standardised_sum(graph: np.ndarray, doubt: np.ndarray) -> np.ndarray:
         return (graph - graph_in.mean()) / graph_in.std() + (doubt - doubt_in.mean()) / doubt_in.std()
 
+    sum_in = standardised_sum(graph_in, doubt_in)
+
     named = {name: pictures for name, (_, pictures) in groups(images[chosen]).items()}
     if bank is not None:
         pick = np.random.default_rng(0).choice(len(bank), min(BANK_CROPS, len(bank)), replace=False)
@@ -52,7 +53,7 @@ def measure(path: Path, data: Path, bank: np.ndarray | None) -> dict:
         table[name] = {
             "graph": round(auroc(graph_in, graph), 4),
             "softmax": round(auroc(doubt_in, doubt), 4),
-            "sum": round(auroc(standardised_sum(graph_in, doubt_in), standardised_sum(graph, doubt)), 4),
+            "sum": round(auroc(sum_in, standardised_sum(graph, doubt)), 4),
         }
     return {"model": str(path), "version": model.version, "groups": table}
 
@@ -68,8 +69,8 @@ def main() -> None:
     rows = []
     for path in args.models:
         rows.append(measure(path, args.data, bank))
-        readings = rows[-1]["groups"].items()
-        print(path, " ".join(f"{name}:{r['graph']}/{r['softmax']}/{r['sum']}" for name, r in readings))
+        table = rows[-1]["groups"].items()
+        print(path, " ".join(f"{name}:{r['graph']}/{r['softmax']}/{r['sum']}" for name, r in table))
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
 
 
